@@ -1,0 +1,360 @@
+// pybind11 bindings: thin. They check what the kernels rely on for memory safety (dtype,
+// contiguity, ranks, matching extents), release the GIL, and call the kernels. Friendly argument
+// checking and output allocation live in python/fastconv/ops.py.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "core/dispatch.h"
+#include "core/parallel.h"
+#include "kernels/conv2d.h"
+#include "kernels/dense.h"
+#include "kernels/elementwise.h"
+#include "kernels/losses.h"
+#include "kernels/pool2d.h"
+
+namespace py = pybind11;
+using fastconv::Conv2dShape;
+using fastconv::Pool2dShape;
+
+namespace {
+
+using Array = py::array_t<float, py::array::c_style>;
+using LabelArray = py::array_t<int64_t, py::array::c_style>;
+using Pair = std::pair<int64_t, int64_t>;
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+void require_rank(const py::array& a, const char* name, int rank) {
+  require(a.ndim() == rank, std::string(name) + " must have rank " + std::to_string(rank) +
+                                ", got rank " + std::to_string(a.ndim()));
+}
+
+float* writable(Array& a, const char* name) {
+  require(a.writeable(), std::string(name) + " must be writeable");
+  return a.mutable_data();
+}
+
+void require_same_size(const py::array& a, const py::array& b, const char* an, const char* bn) {
+  require(a.size() == b.size(), std::string(an) + " and " + bn + " must have the same size");
+}
+
+Conv2dShape conv_shape(const Array& x, const Array& kernel, const Array& y, Pair strides,
+                       Pair dilation, Pair pads) {
+  require_rank(x, "x", 4);
+  require_rank(kernel, "kernel", 4);
+  require_rank(y, "y", 4);
+  require(kernel.shape(2) == x.shape(3), "kernel in_channels must match x channels");
+  require(y.shape(0) == x.shape(0) && y.shape(3) == kernel.shape(3),
+          "y must be (batch, out_h, out_w, filters)");
+  require(strides.first > 0 && strides.second > 0, "strides must be positive");
+  require(dilation.first > 0 && dilation.second > 0, "dilation_rate must be positive");
+  require(pads.first >= 0 && pads.second >= 0, "padding must be non-negative");
+  return {x.shape(0),     x.shape(1),      x.shape(2),      x.shape(3),     y.shape(1),
+          y.shape(2),     y.shape(3),      kernel.shape(0), kernel.shape(1), strides.first,
+          strides.second, dilation.first, dilation.second, pads.first,     pads.second};
+}
+
+Pool2dShape pool_shape(const Array& x, const Array& y, Pair pool, Pair strides, Pair pads) {
+  require_rank(x, "x", 4);
+  require_rank(y, "y", 4);
+  require(y.shape(0) == x.shape(0) && y.shape(3) == x.shape(3),
+          "pool output must be (batch, out_h, out_w, channels)");
+  require(pool.first > 0 && pool.second > 0, "pool_size must be positive");
+  require(strides.first > 0 && strides.second > 0, "strides must be positive");
+  require(pads.first >= 0 && pads.second >= 0, "padding must be non-negative");
+  return {x.shape(0),   x.shape(1),    x.shape(2),    x.shape(3),     y.shape(1),   y.shape(2),
+          pool.first,   pool.second,   strides.first, strides.second, pads.first,   pads.second};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastconv's C++ kernels (use fastconv.ops, which validates arguments)";
+  fastconv::init_isa_from_environment();
+
+#ifdef FASTCONV_VERSION
+  m.attr("__version__") = FASTCONV_VERSION;
+#else
+  m.attr("__version__") = "0.0.0";
+#endif
+  m.def("get_isa", [] { return std::string(fastconv::active_kernels().isa); });
+  m.def("set_isa", &fastconv::set_isa, py::arg("name"));
+  m.def("available_isas", &fastconv::available_isas);
+  m.def("get_num_threads", &fastconv::num_threads);
+  m.def("set_num_threads", [](int n) {
+    require(n >= 1, "num_threads must be >= 1, got " + std::to_string(n));
+    fastconv::set_num_threads(n);
+  });
+  m.def("has_openmp", &fastconv::have_openmp);
+  m.def("gemm_tile", [] {
+    const auto& kt = fastconv::active_kernels();
+    return std::make_pair(kt.gemm_mr, kt.gemm_nr);
+  });
+
+  m.def(
+      "conv2d_forward",
+      [](const Array& x, const Array& kernel, std::optional<Array> bias, Array& y, Pair strides,
+         Pair dilation, Pair pads, bool relu) {
+        const Conv2dShape s = conv_shape(x, kernel, y, strides, dilation, pads);
+        if (bias) require(bias->ndim() == 1 && bias->shape(0) == s.out_c, "bias must be (filters,)");
+        float* out = writable(y, "y");
+        const float* b = bias ? bias->data() : nullptr;
+        py::gil_scoped_release release;
+        fastconv::conv2d_forward(s, x.data(), kernel.data(), b, out, relu);
+      },
+      py::arg("x").noconvert(), py::arg("kernel").noconvert(), py::arg("bias").noconvert(),
+      py::arg("y").noconvert(), py::arg("strides"), py::arg("dilation"), py::arg("pads"),
+      py::arg("relu"));
+
+  m.def(
+      "conv2d_backward_input",
+      [](const Array& dy, const Array& kernel, Array& dx, Pair strides, Pair dilation, Pair pads) {
+        const Conv2dShape s = conv_shape(dx, kernel, dy, strides, dilation, pads);
+        float* out = writable(dx, "dx");
+        py::gil_scoped_release release;
+        fastconv::conv2d_backward_input(s, dy.data(), kernel.data(), out);
+      },
+      py::arg("dy").noconvert(), py::arg("kernel").noconvert(), py::arg("dx").noconvert(),
+      py::arg("strides"), py::arg("dilation"), py::arg("pads"));
+
+  m.def(
+      "conv2d_backward_weight",
+      [](const Array& x, const Array& dy, Array& dkernel, std::optional<Array> dbias, Pair strides,
+         Pair dilation, Pair pads) {
+        const Conv2dShape s = conv_shape(x, dkernel, dy, strides, dilation, pads);
+        float* dk = writable(dkernel, "dkernel");
+        float* db = nullptr;
+        if (dbias) {
+          require(dbias->ndim() == 1 && dbias->shape(0) == s.out_c, "dbias must be (filters,)");
+          db = writable(*dbias, "dbias");
+        }
+        py::gil_scoped_release release;
+        fastconv::conv2d_backward_weight(s, x.data(), dy.data(), dk, db);
+      },
+      py::arg("x").noconvert(), py::arg("dy").noconvert(), py::arg("dkernel").noconvert(),
+      py::arg("dbias").noconvert(), py::arg("strides"), py::arg("dilation"), py::arg("pads"));
+
+  auto bind_pool_forward = [&m](const char* name, void (*fn)(const Pool2dShape&, const float*,
+                                                             float*)) {
+    m.def(
+        name,
+        [fn](const Array& x, Array& y, Pair pool, Pair strides, Pair pads) {
+          const Pool2dShape s = pool_shape(x, y, pool, strides, pads);
+          float* out = writable(y, "y");
+          py::gil_scoped_release release;
+          fn(s, x.data(), out);
+        },
+        py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("pool"), py::arg("strides"),
+        py::arg("pads"));
+  };
+  bind_pool_forward("max_pool2d_forward", &fastconv::max_pool2d_forward);
+  bind_pool_forward("avg_pool2d_forward", &fastconv::avg_pool2d_forward);
+
+  m.def(
+      "max_pool2d_backward",
+      [](const Array& x, const Array& dy, Array& dx, Pair pool, Pair strides, Pair pads) {
+        const Pool2dShape s = pool_shape(x, dy, pool, strides, pads);
+        require(dx.ndim() == 4 && dx.size() == x.size(), "dx must have the shape of x");
+        float* out = writable(dx, "dx");
+        py::gil_scoped_release release;
+        fastconv::max_pool2d_backward(s, x.data(), dy.data(), out);
+      },
+      py::arg("x").noconvert(), py::arg("dy").noconvert(), py::arg("dx").noconvert(),
+      py::arg("pool"), py::arg("strides"), py::arg("pads"));
+
+  m.def(
+      "avg_pool2d_backward",
+      [](const Array& dy, Array& dx, Pair pool, Pair strides, Pair pads) {
+        const Pool2dShape s = pool_shape(dx, dy, pool, strides, pads);
+        float* out = writable(dx, "dx");
+        py::gil_scoped_release release;
+        fastconv::avg_pool2d_backward(s, dy.data(), out);
+      },
+      py::arg("dy").noconvert(), py::arg("dx").noconvert(), py::arg("pool"), py::arg("strides"),
+      py::arg("pads"));
+
+  m.def(
+      "dense_forward",
+      [](const Array& x, const Array& kernel, std::optional<Array> bias, Array& y, bool relu) {
+        require_rank(x, "x", 2);
+        require_rank(kernel, "kernel", 2);
+        require_rank(y, "y", 2);
+        const int64_t batch = x.shape(0), in = x.shape(1), out = kernel.shape(1);
+        require(kernel.shape(0) == in, "kernel must be (in, units)");
+        require(y.shape(0) == batch && y.shape(1) == out, "y must be (batch, units)");
+        if (bias) require(bias->ndim() == 1 && bias->shape(0) == out, "bias must be (units,)");
+        float* o = writable(y, "y");
+        const float* b = bias ? bias->data() : nullptr;
+        py::gil_scoped_release release;
+        fastconv::dense_forward(batch, in, out, x.data(), kernel.data(), b, o, relu);
+      },
+      py::arg("x").noconvert(), py::arg("kernel").noconvert(), py::arg("bias").noconvert(),
+      py::arg("y").noconvert(), py::arg("relu"));
+
+  m.def(
+      "dense_backward",
+      [](const Array& x, const Array& kernel, const Array& dy, std::optional<Array> dx,
+         Array& dkernel, std::optional<Array> dbias) {
+        require_rank(x, "x", 2);
+        require_rank(kernel, "kernel", 2);
+        require_rank(dy, "dy", 2);
+        const int64_t batch = x.shape(0), in = x.shape(1), out = kernel.shape(1);
+        require(kernel.shape(0) == in, "kernel must be (in, units)");
+        require(dy.shape(0) == batch && dy.shape(1) == out, "dy must be (batch, units)");
+        require_same_size(kernel, dkernel, "kernel", "dkernel");
+        float* dxp = nullptr;
+        if (dx) {
+          require_same_size(x, *dx, "x", "dx");
+          dxp = writable(*dx, "dx");
+        }
+        float* dbp = nullptr;
+        if (dbias) {
+          require(dbias->size() == out, "dbias must be (units,)");
+          dbp = writable(*dbias, "dbias");
+        }
+        float* dk = writable(dkernel, "dkernel");
+        py::gil_scoped_release release;
+        fastconv::dense_backward(batch, in, out, x.data(), kernel.data(), dy.data(), dxp, dk, dbp);
+      },
+      py::arg("x").noconvert(), py::arg("kernel").noconvert(), py::arg("dy").noconvert(),
+      py::arg("dx").noconvert(), py::arg("dkernel").noconvert(), py::arg("dbias").noconvert());
+
+  m.def(
+      "relu_forward",
+      [](const Array& x, Array& y) {
+        require_same_size(x, y, "x", "y");
+        float* o = writable(y, "y");
+        py::gil_scoped_release release;
+        fastconv::relu_forward(x.data(), o, x.size());
+      },
+      py::arg("x").noconvert(), py::arg("y").noconvert());
+  m.def(
+      "relu_backward",
+      [](const Array& x, const Array& dy, Array& dx) {
+        require_same_size(x, dy, "x", "dy");
+        require_same_size(x, dx, "x", "dx");
+        float* o = writable(dx, "dx");
+        py::gil_scoped_release release;
+        fastconv::relu_backward(x.data(), dy.data(), o, x.size());
+      },
+      py::arg("x").noconvert(), py::arg("dy").noconvert(), py::arg("dx").noconvert());
+
+  m.def(
+      "softmax",
+      [](const Array& x, Array& y) {
+        require_rank(x, "x", 2);
+        require_same_size(x, y, "x", "y");
+        float* o = writable(y, "y");
+        py::gil_scoped_release release;
+        fastconv::softmax_rows(x.shape(0), x.shape(1), x.data(), o);
+      },
+      py::arg("x").noconvert(), py::arg("y").noconvert());
+  m.def(
+      "sigmoid",
+      [](const Array& x, Array& y) {
+        require_same_size(x, y, "x", "y");
+        float* o = writable(y, "y");
+        py::gil_scoped_release release;
+        fastconv::sigmoid(x.size(), x.data(), o);
+      },
+      py::arg("x").noconvert(), py::arg("y").noconvert());
+  m.def(
+      "sparse_softmax_cross_entropy",
+      [](const Array& logits, const LabelArray& labels, Array& losses, Array& dlogits) {
+        require_rank(logits, "logits", 2);
+        const int64_t rows = logits.shape(0), cols = logits.shape(1);
+        require(labels.size() == rows && losses.size() == rows, "labels/losses must be (batch,)");
+        require_same_size(logits, dlogits, "logits", "dlogits");
+        const int64_t* l = labels.data();
+        for (int64_t i = 0; i < rows; ++i)
+          require(l[i] >= 0 && l[i] < cols, "labels must be in [0, classes)");
+        float* lo = writable(losses, "losses");
+        float* g = writable(dlogits, "dlogits");
+        py::gil_scoped_release release;
+        fastconv::sparse_softmax_cross_entropy(rows, cols, logits.data(), l, lo, g);
+      },
+      py::arg("logits").noconvert(), py::arg("labels").noconvert(), py::arg("losses").noconvert(),
+      py::arg("dlogits").noconvert());
+  m.def(
+      "softmax_cross_entropy",
+      [](const Array& logits, const Array& targets, Array& losses, Array& dlogits) {
+        require_rank(logits, "logits", 2);
+        require_same_size(logits, targets, "logits", "targets");
+        require_same_size(logits, dlogits, "logits", "dlogits");
+        require(losses.size() == logits.shape(0), "losses must be (batch,)");
+        float* lo = writable(losses, "losses");
+        float* g = writable(dlogits, "dlogits");
+        py::gil_scoped_release release;
+        fastconv::softmax_cross_entropy(logits.shape(0), logits.shape(1), logits.data(),
+                                        targets.data(), lo, g);
+      },
+      py::arg("logits").noconvert(), py::arg("targets").noconvert(), py::arg("losses").noconvert(),
+      py::arg("dlogits").noconvert());
+  m.def(
+      "sigmoid_binary_cross_entropy",
+      [](const Array& logits, const Array& targets, Array& losses, Array& dlogits) {
+        require_same_size(logits, targets, "logits", "targets");
+        require_same_size(logits, losses, "logits", "losses");
+        require_same_size(logits, dlogits, "logits", "dlogits");
+        float* lo = writable(losses, "losses");
+        float* g = writable(dlogits, "dlogits");
+        py::gil_scoped_release release;
+        fastconv::sigmoid_binary_cross_entropy(logits.size(), logits.data(), targets.data(), lo, g);
+      },
+      py::arg("logits").noconvert(), py::arg("targets").noconvert(), py::arg("losses").noconvert(),
+      py::arg("dlogits").noconvert());
+
+  m.def(
+      "sgd_update",
+      [](Array& p, const Array& g, std::optional<Array> buf, float lr, float momentum,
+         bool nesterov) {
+        require_same_size(p, g, "param", "grad");
+        float* b = nullptr;
+        if (buf) {
+          require_same_size(p, *buf, "param", "momentum_buffer");
+          b = writable(*buf, "momentum_buffer");
+        }
+        float* pp = writable(p, "param");
+        py::gil_scoped_release release;
+        fastconv::sgd_update(pp, g.data(), b, p.size(), lr, momentum, nesterov);
+      },
+      py::arg("param").noconvert(), py::arg("grad").noconvert(), py::arg("buffer").noconvert(),
+      py::arg("lr"), py::arg("momentum"), py::arg("nesterov"));
+  m.def(
+      "rmsprop_update",
+      [](Array& p, const Array& g, Array& v, float lr, float rho, float eps) {
+        require_same_size(p, g, "param", "grad");
+        require_same_size(p, v, "param", "velocity");
+        float* pp = writable(p, "param");
+        float* vp = writable(v, "velocity");
+        py::gil_scoped_release release;
+        fastconv::rmsprop_update(pp, g.data(), vp, p.size(), lr, rho, eps);
+      },
+      py::arg("param").noconvert(), py::arg("grad").noconvert(), py::arg("velocity").noconvert(),
+      py::arg("lr"), py::arg("rho"), py::arg("eps"));
+  m.def(
+      "adam_update",
+      [](Array& p, const Array& g, Array& mom, Array& vel, float lr, float b1, float b2, float eps,
+         int64_t iteration) {
+        require_same_size(p, g, "param", "grad");
+        require_same_size(p, mom, "param", "m");
+        require_same_size(p, vel, "param", "v");
+        require(iteration >= 1, "iteration must be >= 1");
+        float* pp = writable(p, "param");
+        float* mp = writable(mom, "m");
+        float* vp = writable(vel, "v");
+        py::gil_scoped_release release;
+        fastconv::adam_update(pp, g.data(), mp, vp, p.size(), lr, b1, b2, eps, iteration);
+      },
+      py::arg("param").noconvert(), py::arg("grad").noconvert(), py::arg("m").noconvert(),
+      py::arg("v").noconvert(), py::arg("lr"), py::arg("beta_1"), py::arg("beta_2"),
+      py::arg("epsilon"), py::arg("iteration"));
+}

@@ -1,0 +1,38 @@
+#include "core/parallel.h"
+
+#include <atomic>
+
+namespace fastconv {
+namespace {
+
+int initial_threads() {
+#if defined(FASTCONV_HAVE_OPENMP)
+  // omp_get_max_threads honours OMP_NUM_THREADS.
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// A process-wide count, not OpenMP's per-thread ICV, so a setting made in one Python thread
+// holds for kernels called from every other thread too.
+std::atomic<int>& thread_count() {
+  static std::atomic<int> count{initial_threads()};
+  return count;
+}
+
+}  // namespace
+
+int num_threads() { return thread_count().load(std::memory_order_relaxed); }
+
+void set_num_threads(int n) { thread_count().store(n < 1 ? 1 : n, std::memory_order_relaxed); }
+
+bool have_openmp() {
+#if defined(FASTCONV_HAVE_OPENMP)
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace fastconv

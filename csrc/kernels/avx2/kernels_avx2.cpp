@@ -1,0 +1,66 @@
+// AVX2 + FMA kernels (this folder alone is compiled with -mavx2 -mfma).
+#include <immintrin.h>
+
+#include "kernels/elementwise_impl.inc"
+#include "kernels/kernel_table.h"
+
+namespace fastconv {
+namespace {
+
+constexpr int kMR = 6;
+constexpr int kNR = 16;
+
+// 6x16 tile: 12 accumulators + 2 B vectors + 1 broadcast fit the 16 YMM registers.
+void gemm_microkernel_6x16_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                int mr, int nr, bool accumulate) {
+  __m256 acc[kMR][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < kMR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(b + k * kNR);
+    const __m256 b1 = _mm256_loadu_ps(b + k * kNR + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < kMR; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + k * kMR + i);
+      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+    }
+  }
+  if (nr == kNR) {
+    for (int i = 0; i < mr; ++i) {
+      float* row = c + i * ldc;
+      if (accumulate) {
+        acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(row));
+        acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(row + 8));
+      }
+      _mm256_storeu_ps(row, acc[i][0]);
+      _mm256_storeu_ps(row + 8, acc[i][1]);
+    }
+    return;
+  }
+  alignas(32) float tile[kNR];
+  for (int i = 0; i < mr; ++i) {
+    float* row = c + i * ldc;
+    _mm256_store_ps(tile, acc[i][0]);
+    _mm256_store_ps(tile + 8, acc[i][1]);
+    if (accumulate)
+      for (int j = 0; j < nr; ++j) row[j] += tile[j];
+    else
+      for (int j = 0; j < nr; ++j) row[j] = tile[j];
+  }
+}
+
+}  // namespace
+
+const KernelTable& avx2_kernel_table() {
+  static const KernelTable table = {
+      "avx2",             kMR,
+      kNR,                gemm_microkernel_6x16_avx2,
+      relu_forward_impl,  relu_backward_impl,
+      bias_relu_rows_impl, sgd_update_impl,
+      rmsprop_update_impl, adam_update_impl,
+  };
+  return table;
+}
+
+}  // namespace fastconv

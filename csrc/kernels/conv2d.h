@@ -1,0 +1,25 @@
+#pragma once
+// conv2d forward, input gradient and weight gradient over NHWC activations and Keras' kernel
+// layout (kh, kw, in_channels, out_channels). All three are implicit GEMMs: the image is gathered
+// into packed panels tile by tile, never into a full im2col buffer.
+#include <cstdint>
+
+namespace fastconv {
+
+struct Conv2dShape {
+  int64_t batch, in_h, in_w, in_c;
+  int64_t out_h, out_w, out_c;
+  int64_t kernel_h, kernel_w;
+  int64_t stride_h, stride_w;
+  int64_t dilation_h, dilation_w;
+  int64_t pad_top, pad_left;
+};
+
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* kernel, const float* bias,
+                    float* y, bool relu);
+void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* kernel, float* dx);
+// dbias may be null.
+void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dkernel,
+                            float* dbias);
+
+}  // namespace fastconv

@@ -1,0 +1,43 @@
+// Portable C++ kernels: the twin every SIMD kernel is tested against, and the path for CPUs
+// without AVX2.
+#include "kernels/elementwise_impl.inc"
+#include "kernels/kernel_table.h"
+
+namespace fastconv {
+namespace {
+
+constexpr int kMR = 4;
+constexpr int kNR = 16;
+
+void gemm_microkernel_4x16_generic(int64_t kc, const float* a, const float* b, float* c,
+                                   int64_t ldc, int mr, int nr, bool accumulate) {
+  float acc[kMR][kNR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* ak = a + k * kMR;
+    const float* bk = b + k * kNR;
+    for (int i = 0; i < kMR; ++i)
+      for (int j = 0; j < kNR; ++j) acc[i][j] += ak[i] * bk[j];
+  }
+  for (int i = 0; i < mr; ++i) {
+    float* row = c + i * ldc;
+    if (accumulate)
+      for (int j = 0; j < nr; ++j) row[j] += acc[i][j];
+    else
+      for (int j = 0; j < nr; ++j) row[j] = acc[i][j];
+  }
+}
+
+}  // namespace
+
+const KernelTable& generic_kernel_table() {
+  static const KernelTable table = {
+      "generic",          kMR,
+      kNR,                gemm_microkernel_4x16_generic,
+      relu_forward_impl,  relu_backward_impl,
+      bias_relu_rows_impl, sgd_update_impl,
+      rmsprop_update_impl, adam_update_impl,
+  };
+  return table;
+}
+
+}  // namespace fastconv

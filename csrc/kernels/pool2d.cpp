@@ -1,0 +1,143 @@
+#include "kernels/pool2d.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/parallel_region.h"
+
+namespace fastconv {
+namespace {
+
+struct Window {
+  int64_t y0, y1, x0, x1;  // clipped to the image: rows [y0, y1), columns [x0, x1)
+};
+
+Window window_at(const Pool2dShape& s, int64_t oy, int64_t ox) {
+  const int64_t y = oy * s.stride_h - s.pad_top, x = ox * s.stride_w - s.pad_left;
+  return {std::max<int64_t>(y, 0), std::min(y + s.pool_h, s.in_h), std::max<int64_t>(x, 0),
+          std::min(x + s.pool_w, s.in_w)};
+}
+
+inline bool takes_max(float v, float best) { return v > best || (v != v && best == best); }
+
+// Runs fn(n, oy) over output rows. Threads split rows only when windows never overlap
+// vertically (so backward writes disjoint rows of dx); otherwise they split whole images.
+template <class Fn>
+void for_each_output_row(const Pool2dShape& s, double flops_per_row, const Fn& fn) {
+  const bool rows_disjoint = s.stride_h >= s.pool_h;
+  const int64_t units = rows_disjoint ? s.batch * s.out_h : s.batch;
+  const int64_t rows_per_unit = rows_disjoint ? 1 : s.out_h;
+  const int threads = threads_for_work(flops_per_row * s.batch * s.out_h);
+  parallel_region(threads, [&](int tid, int nt) {
+    int64_t begin, end;
+    static_share(units, tid, nt, begin, end);
+    for (int64_t u = begin; u < end; ++u)
+      for (int64_t r = 0; r < rows_per_unit; ++r) {
+        const int64_t row = u * rows_per_unit + r;
+        fn(row / s.out_h, row % s.out_h);
+      }
+  });
+}
+
+void zero_parallel(float* data, int64_t count) {
+  parallel_for_range(count, 0.25, [&](int64_t b, int64_t e) {
+    std::memset(data + b, 0, (e - b) * sizeof(float));
+  });
+}
+
+}  // namespace
+
+void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
+  const int64_t C = s.channels;
+  for_each_output_row(s, double(s.out_w) * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
+    for (int64_t ox = 0; ox < s.out_w; ++ox) {
+      const Window w = window_at(s, oy, ox);
+      float* out = y + ((n * s.out_h + oy) * s.out_w + ox) * C;
+      bool first = true;
+      for (int64_t iy = w.y0; iy < w.y1; ++iy)
+        for (int64_t ix = w.x0; ix < w.x1; ++ix) {
+          const float* in = x + ((n * s.in_h + iy) * s.in_w + ix) * C;
+          if (first) {
+            std::memcpy(out, in, C * sizeof(float));
+            first = false;
+          } else {
+            for (int64_t c = 0; c < C; ++c) out[c] = takes_max(in[c], out[c]) ? in[c] : out[c];
+          }
+        }
+      if (first) std::memset(out, 0, C * sizeof(float));
+    }
+  });
+}
+
+void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, float* dx) {
+  const int64_t C = s.channels;
+  zero_parallel(dx, s.batch * s.in_h * s.in_w * C);
+  for_each_output_row(s, double(s.out_w) * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
+    thread_local std::vector<float> best;
+    thread_local std::vector<int64_t> where;
+    best.resize(C);
+    where.resize(C);
+    for (int64_t ox = 0; ox < s.out_w; ++ox) {
+      const Window w = window_at(s, oy, ox);
+      if (w.y0 >= w.y1 || w.x0 >= w.x1) continue;
+      const int64_t first = ((n * s.in_h + w.y0) * s.in_w + w.x0) * C;
+      std::memcpy(best.data(), x + first, C * sizeof(float));
+      std::fill(where.begin(), where.end(), first);
+      for (int64_t iy = w.y0; iy < w.y1; ++iy)
+        for (int64_t ix = w.x0; ix < w.x1; ++ix) {
+          const int64_t base = ((n * s.in_h + iy) * s.in_w + ix) * C;
+          const float* in = x + base;
+          for (int64_t c = 0; c < C; ++c)
+            if (takes_max(in[c], best[c])) {
+              best[c] = in[c];
+              where[c] = base;
+            }
+        }
+      const float* g = dy + ((n * s.out_h + oy) * s.out_w + ox) * C;
+      for (int64_t c = 0; c < C; ++c) dx[where[c] + c] += g[c];
+    }
+  });
+}
+
+void avg_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
+  const int64_t C = s.channels;
+  for_each_output_row(s, double(s.out_w) * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
+    for (int64_t ox = 0; ox < s.out_w; ++ox) {
+      const Window w = window_at(s, oy, ox);
+      float* out = y + ((n * s.out_h + oy) * s.out_w + ox) * C;
+      std::memset(out, 0, C * sizeof(float));
+      for (int64_t iy = w.y0; iy < w.y1; ++iy)
+        for (int64_t ix = w.x0; ix < w.x1; ++ix) {
+          const float* in = x + ((n * s.in_h + iy) * s.in_w + ix) * C;
+          for (int64_t c = 0; c < C; ++c) out[c] += in[c];
+        }
+      const int64_t count = (w.y1 - w.y0) * (w.x1 - w.x0);
+      if (count > 0) {
+        const float scale = 1.0f / static_cast<float>(count);
+        for (int64_t c = 0; c < C; ++c) out[c] *= scale;
+      }
+    }
+  });
+}
+
+void avg_pool2d_backward(const Pool2dShape& s, const float* dy, float* dx) {
+  const int64_t C = s.channels;
+  zero_parallel(dx, s.batch * s.in_h * s.in_w * C);
+  for_each_output_row(s, double(s.out_w) * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
+    for (int64_t ox = 0; ox < s.out_w; ++ox) {
+      const Window w = window_at(s, oy, ox);
+      const int64_t count = (w.y1 - w.y0) * (w.x1 - w.x0);
+      if (count <= 0) continue;
+      const float scale = 1.0f / static_cast<float>(count);
+      const float* g = dy + ((n * s.out_h + oy) * s.out_w + ox) * C;
+      for (int64_t iy = w.y0; iy < w.y1; ++iy)
+        for (int64_t ix = w.x0; ix < w.x1; ++ix) {
+          float* out = dx + ((n * s.in_h + iy) * s.in_w + ix) * C;
+          for (int64_t c = 0; c < C; ++c) out[c] += g[c] * scale;
+        }
+    }
+  });
+}
+
+}  // namespace fastconv

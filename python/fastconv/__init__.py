@@ -1,0 +1,28 @@
+"""fastconv: fast CNN training on multicore CPUs, with a Keras-shaped API."""
+
+from __future__ import annotations
+
+from fastconv import _core
+
+__version__: str = _core.__version__
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads every fastconv kernel uses (default: OMP_NUM_THREADS or cores)."""
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """Returns the number of threads fastconv kernels use."""
+    return int(_core.get_num_threads())
+
+
+def info() -> dict:
+    """Version, kernel ISA in use, ISAs this CPU can run, thread count, OpenMP compiled in."""
+    return {
+        "version": __version__,
+        "isa": _core.get_isa(),
+        "isas_available": list(_core.available_isas()),
+        "num_threads": get_num_threads(),
+        "openmp": bool(_core.has_openmp()),
+    }

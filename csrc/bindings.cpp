@@ -57,9 +57,9 @@ Conv2dShape conv_shape(const Array& x, const Array& kernel, const Array& y, Pair
   require(strides.first > 0 && strides.second > 0, "strides must be positive");
   require(dilation.first > 0 && dilation.second > 0, "dilation_rate must be positive");
   require(pads.first >= 0 && pads.second >= 0, "padding must be non-negative");
-  return {x.shape(0),     x.shape(1),      x.shape(2),      x.shape(3),     y.shape(1),
-          y.shape(2),     y.shape(3),      kernel.shape(0), kernel.shape(1), strides.first,
-          strides.second, dilation.first, dilation.second, pads.first,     pads.second};
+  return {x.shape(0),     x.shape(1),     x.shape(2),      x.shape(3),      y.shape(1),
+          y.shape(2),     y.shape(3),     kernel.shape(0), kernel.shape(1), strides.first,
+          strides.second, dilation.first, dilation.second, pads.first,      pads.second};
 }
 
 Pool2dShape pool_shape(const Array& x, const Array& y, Pair pool, Pair strides, Pair pads) {
@@ -70,8 +70,8 @@ Pool2dShape pool_shape(const Array& x, const Array& y, Pair pool, Pair strides, 
   require(pool.first > 0 && pool.second > 0, "pool_size must be positive");
   require(strides.first > 0 && strides.second > 0, "strides must be positive");
   require(pads.first >= 0 && pads.second >= 0, "padding must be non-negative");
-  return {x.shape(0),   x.shape(1),    x.shape(2),    x.shape(3),     y.shape(1),   y.shape(2),
-          pool.first,   pool.second,   strides.first, strides.second, pads.first,   pads.second};
+  return {x.shape(0), x.shape(1),  x.shape(2),    x.shape(3),     y.shape(1), y.shape(2),
+          pool.first, pool.second, strides.first, strides.second, pads.first, pads.second};
 }
 
 }  // namespace
@@ -104,7 +104,8 @@ PYBIND11_MODULE(_core, m) {
       [](const Array& x, const Array& kernel, std::optional<Array> bias, Array& y, Pair strides,
          Pair dilation, Pair pads, bool relu) {
         const Conv2dShape s = conv_shape(x, kernel, y, strides, dilation, pads);
-        if (bias) require(bias->ndim() == 1 && bias->shape(0) == s.out_c, "bias must be (filters,)");
+        if (bias)
+          require(bias->ndim() == 1 && bias->shape(0) == s.out_c, "bias must be (filters,)");
         float* out = writable(y, "y");
         const float* b = bias ? bias->data() : nullptr;
         py::gil_scoped_release release;
@@ -142,8 +143,8 @@ PYBIND11_MODULE(_core, m) {
       py::arg("x").noconvert(), py::arg("dy").noconvert(), py::arg("dkernel").noconvert(),
       py::arg("dbias").noconvert(), py::arg("strides"), py::arg("dilation"), py::arg("pads"));
 
-  auto bind_pool_forward = [&m](const char* name, void (*fn)(const Pool2dShape&, const float*,
-                                                             float*)) {
+  auto bind_pool_forward = [&m](const char* name,
+                                void (*fn)(const Pool2dShape&, const float*, float*)) {
     m.def(
         name,
         [fn](const Array& x, Array& y, Pair pool, Pair strides, Pair pads) {

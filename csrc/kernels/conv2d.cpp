@@ -29,29 +29,37 @@ struct TapGather {
       sy = y * stride_h - pad_top + a * dilation_h;
       sx = x * stride_w - pad_left + b * dilation_w;
     } else {
-      const int64_t ny = y + pad_top - a * dilation_h;
-      const int64_t nx = x + pad_left - b * dilation_w;
-      if (ny < 0 || nx < 0 || ny % stride_h != 0 || nx % stride_w != 0) return nullptr;
-      sy = ny / stride_h;
-      sx = nx / stride_w;
+      sy = y + pad_top - a * dilation_h;
+      sx = x + pad_left - b * dilation_w;
+      if (sy < 0 || sx < 0) return nullptr;
+      // Divisions are slow; most layers have stride 1 and skip them.
+      if (stride_h != 1) {
+        if (sy % stride_h != 0) return nullptr;
+        sy /= stride_h;
+      }
+      if (stride_w != 1) {
+        if (sx % stride_w != 0) return nullptr;
+        sx /= stride_w;
+      }
     }
     if (sy < 0 || sy >= src_h || sx < 0 || sx >= src_w) return nullptr;
     return src + ((n * src_h + sy) * src_w + sx) * channels;
   }
 
-  // Writes taps [t0, t0 + count) of pixel p to dst[(t - t0) * dst_stride].
+  // Writes taps [t0, t0 + count) of pixel p to dst[(t - t0) * dst_stride]. The kernel position
+  // advances incrementally: one division per call, not per tap.
   void gather(int64_t p, int64_t t0, int64_t count, float* dst, int64_t dst_stride) const {
     const int64_t x = p % grid_w;
     const int64_t rest = p / grid_w;
     const int64_t y = rest % grid_h;
     const int64_t n = rest / grid_h;
-    const int64_t end = t0 + count;
-    int64_t t = t0;
-    while (t < end) {
-      const int64_t tap = t / channels, ch = t % channels;
-      const int64_t run = std::min(channels - ch, end - t);
-      const float* s = source(n, y, x, tap / kernel_w, tap % kernel_w);
-      float* d = dst + (t - t0) * dst_stride;
+    const int64_t tap = t0 / channels;
+    int64_t ch = t0 - tap * channels;
+    int64_t a = tap / kernel_w, b = tap - a * kernel_w;
+    float* d = dst;
+    for (int64_t remaining = count; remaining > 0;) {
+      const int64_t run = std::min(channels - ch, remaining);
+      const float* s = source(n, y, x, a, b);
       if (s) {
         s += ch;
         if (dst_stride == 1) {
@@ -64,7 +72,13 @@ struct TapGather {
       } else {
         for (int64_t i = 0; i < run; ++i) d[i * dst_stride] = 0.0f;
       }
-      t += run;
+      d += run * dst_stride;
+      remaining -= run;
+      ch = 0;
+      if (++b == kernel_w) {
+        b = 0;
+        ++a;
+      }
     }
   }
 };
@@ -125,9 +139,8 @@ struct PackKernelTransposed {
 };
 
 TapGather forward_gather(const Conv2dShape& s, const float* x) {
-  return {x,          s.in_h,       s.in_w,       s.in_c,       s.out_h,    s.out_w,
-          s.kernel_w, s.stride_h,   s.stride_w,   s.dilation_h, s.dilation_w, s.pad_top,
-          s.pad_left, false};
+  return {x,          s.in_h,     s.in_w,       s.in_c,       s.out_h,   s.out_w,    s.kernel_w,
+          s.stride_h, s.stride_w, s.dilation_h, s.dilation_w, s.pad_top, s.pad_left, false};
 }
 
 }  // namespace
@@ -141,8 +154,7 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* kernel, c
   const PackPixelsByTaps pack_a{forward_gather(s, x), 0};
   const PackStridedB pack_b{{kernel, N, 1}};
   const BiasReluEpilogue epilogue{&kt, bias, relu};
-  gemm(kt, M, N, K, pack_a, pack_b, y, N, false, epilogue,
-       threads_for_work(2.0 * M * N * K));
+  gemm(kt, M, N, K, pack_a, pack_b, y, N, false, epilogue, threads_for_work(2.0 * M * N * K));
 }
 
 void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* kernel, float* dx) {
@@ -150,13 +162,12 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* k
   const int64_t M = s.batch * s.in_h * s.in_w;
   const int64_t K = s.kernel_h * s.kernel_w * s.out_c;
   const int64_t N = s.in_c;
-  const TapGather g{dy,         s.out_h,    s.out_w,      s.out_c,      s.in_h,    s.in_w,
-                    s.kernel_w, s.stride_h, s.stride_w,   s.dilation_h, s.dilation_w, s.pad_top,
-                    s.pad_left, true};
+  const TapGather g{dy,           s.out_h,    s.out_w,    s.out_c,    s.in_h,
+                    s.in_w,       s.kernel_w, s.stride_h, s.stride_w, s.dilation_h,
+                    s.dilation_w, s.pad_top,  s.pad_left, true};
   const PackPixelsByTaps pack_a{g, 0};
   const PackKernelTransposed pack_b{kernel, s.in_c, s.out_c};
-  gemm(kt, M, N, K, pack_a, pack_b, dx, N, false, NoEpilogue{},
-       threads_for_work(2.0 * M * N * K));
+  gemm(kt, M, N, K, pack_a, pack_b, dx, N, false, NoEpilogue{}, threads_for_work(2.0 * M * N * K));
 }
 
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dkernel,

@@ -14,8 +14,8 @@ void relu_forward(const float* x, float* y, int64_t n) {
 
 void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
   const KernelTable& kt = active_kernels();
-  parallel_for_range(
-      n, 0.5, [&](int64_t b, int64_t e) { kt.relu_backward(x + b, dy + b, dx + b, e - b); });
+  parallel_for_range(n, 0.5,
+                     [&](int64_t b, int64_t e) { kt.relu_backward(x + b, dy + b, dx + b, e - b); });
 }
 
 void sgd_update(float* p, const float* g, float* buf, int64_t n, float lr, float momentum,
@@ -26,8 +26,7 @@ void sgd_update(float* p, const float* g, float* buf, int64_t n, float lr, float
   });
 }
 
-void rmsprop_update(float* p, const float* g, float* v, int64_t n, float lr, float rho,
-                    float eps) {
+void rmsprop_update(float* p, const float* g, float* v, int64_t n, float lr, float rho, float eps) {
   const KernelTable& kt = active_kernels();
   parallel_for_range(n, 4.0, [&](int64_t b, int64_t e) {
     kt.rmsprop_update(p + b, g + b, v + b, e - b, lr, rho, eps);

@@ -73,7 +73,8 @@ struct BiasReluEpilogue {
   bool relu;
   void operator()(float* tile, int64_t ldc, int64_t /*row*/, int64_t col, int rows,
                   int cols) const {
-    if (bias || relu) kernels->bias_relu_rows(tile, ldc, rows, cols, bias ? bias + col : nullptr, relu);
+    if (bias || relu)
+      kernels->bias_relu_rows(tile, ldc, rows, cols, bias ? bias + col : nullptr, relu);
   }
 };
 

@@ -54,11 +54,16 @@ void gemm_microkernel_6x16_avx2(int64_t kc, const float* a, const float* b, floa
 
 const KernelTable& avx2_kernel_table() {
   static const KernelTable table = {
-      "avx2",             kMR,
-      kNR,                gemm_microkernel_6x16_avx2,
-      relu_forward_impl,  relu_backward_impl,
-      bias_relu_rows_impl, sgd_update_impl,
-      rmsprop_update_impl, adam_update_impl,
+      "avx2",
+      kMR,
+      kNR,
+      gemm_microkernel_6x16_avx2,
+      relu_forward_impl,
+      relu_backward_impl,
+      bias_relu_rows_impl,
+      sgd_update_impl,
+      rmsprop_update_impl,
+      adam_update_impl,
   };
   return table;
 }

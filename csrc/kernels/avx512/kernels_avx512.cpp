@@ -46,11 +46,16 @@ void gemm_microkernel_12x32_avx512(int64_t kc, const float* a, const float* b, f
 
 const KernelTable& avx512_kernel_table() {
   static const KernelTable table = {
-      "avx512",           kMR,
-      kNR,                gemm_microkernel_12x32_avx512,
-      relu_forward_impl,  relu_backward_impl,
-      bias_relu_rows_impl, sgd_update_impl,
-      rmsprop_update_impl, adam_update_impl,
+      "avx512",
+      kMR,
+      kNR,
+      gemm_microkernel_12x32_avx512,
+      relu_forward_impl,
+      relu_backward_impl,
+      bias_relu_rows_impl,
+      sgd_update_impl,
+      rmsprop_update_impl,
+      adam_update_impl,
   };
   return table;
 }

@@ -31,11 +31,16 @@ void gemm_microkernel_4x16_generic(int64_t kc, const float* a, const float* b, f
 
 const KernelTable& generic_kernel_table() {
   static const KernelTable table = {
-      "generic",          kMR,
-      kNR,                gemm_microkernel_4x16_generic,
-      relu_forward_impl,  relu_backward_impl,
-      bias_relu_rows_impl, sgd_update_impl,
-      rmsprop_update_impl, adam_update_impl,
+      "generic",
+      kMR,
+      kNR,
+      gemm_microkernel_4x16_generic,
+      relu_forward_impl,
+      relu_backward_impl,
+      bias_relu_rows_impl,
+      sgd_update_impl,
+      rmsprop_update_impl,
+      adam_update_impl,
   };
   return table;
 }

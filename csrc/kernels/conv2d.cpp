@@ -83,24 +83,6 @@ struct TapGather {
   }
 };
 
-// A = im2col rows (pixels x taps), for the forward pass and the input gradient.
-struct PackPixelsByTaps {
-  TapGather g;
-  int64_t pixel_offset;
-  void operator()(int64_t row0, int64_t rows, int64_t k0, int64_t kc, int mr, float* dst) const {
-    for (int64_t p = 0; p < rows; p += mr) {
-      float* panel = dst + p * kc;
-      for (int i = 0; i < mr; ++i) {
-        if (p + i < rows) {
-          g.gather(pixel_offset + row0 + p + i, k0, kc, panel + i, mr);
-        } else {
-          for (int64_t k = 0; k < kc; ++k) panel[k * mr + i] = 0.0f;
-        }
-      }
-    }
-  }
-};
-
 // A = im2col transposed (taps x pixels), for the weight gradient.
 struct PackTapsByPixels {
   TapGather g;
@@ -143,53 +125,160 @@ TapGather forward_gather(const Conv2dShape& s, const float* x) {
           s.stride_h, s.stride_w, s.dilation_h, s.dilation_w, s.pad_top, s.pad_left, false};
 }
 
+TapGather transposed_gather(const Conv2dShape& s, const float* dy) {
+  return {dy,         s.out_h,    s.out_w,      s.out_c,      s.in_h,    s.in_w,     s.kernel_w,
+          s.stride_h, s.stride_w, s.dilation_h, s.dilation_w, s.pad_top, s.pad_left, true};
+}
+
+// Indirect-GEMM convolution: out[pixels, N] = sum over taps of source rows times packed B. The
+// B panels (all of K) are packed once by the caller; each thread builds the row pointers of its
+// MR-pixel tiles and keeps each output tile in registers over the whole depth.
+template <class Epilogue>
+void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels, int64_t taps,
+                       int64_t N, const float* packed_b, float* out, const Epilogue& epilogue,
+                       int threads) {
+  const int mr = kt.igemm_mr, nr = kt.igemm_nr;
+  const int64_t K = taps * g.channels;
+  const int64_t tiles = (pixels + mr - 1) / mr;
+  const int64_t n_panels = (N + nr - 1) / nr;
+  parallel_region(threads, [&](int tid, int nt) {
+    // Padding taps read this zero row; it lives in the thread's own scratch.
+    float* zeros = thread_scratch(Scratch::kZeros, static_cast<size_t>(g.channels));
+    std::memset(zeros, 0, g.channels * sizeof(float));
+    thread_local std::vector<const float*> rows;
+    rows.resize(static_cast<size_t>(taps * mr));
+    int64_t begin, end;
+    static_share(tiles, tid, nt, begin, end);
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t p0 = tile * mr;
+      const int valid = static_cast<int>(std::min<int64_t>(mr, pixels - p0));
+      for (int i = 0; i < mr; ++i) {
+        // Rows past the last pixel repeat a valid one; their results are never stored.
+        const int64_t p = p0 + std::min(i, valid - 1);
+        const int64_t x = p % g.grid_w, rest = p / g.grid_w;
+        const int64_t y = rest % g.grid_h, n = rest / g.grid_h;
+        for (int64_t t = 0, a = 0, b = 0; t < taps; ++t) {
+          const float* src = g.source(n, y, x, a, b);
+          rows[t * mr + i] = src ? src : zeros;
+          if (++b == g.kernel_w) b = 0, ++a;
+        }
+      }
+      for (int64_t panel = 0; panel < n_panels; ++panel) {
+        const int64_t col = panel * nr;
+        const int cols = static_cast<int>(std::min<int64_t>(nr, N - col));
+        float* tile_out = out + p0 * N + col;
+        kt.igemm_microkernel(taps, g.channels, rows.data(), packed_b + col * K, tile_out, N, valid,
+                             cols, false);
+        epilogue(tile_out, N, p0, col, valid, cols);
+      }
+    }
+  });
+}
+
+// Packs all of a K x N matrix into NR-column panels once, for every thread to read.
+template <class PackB>
+float* pack_all_panels(const PackB& pack_b, int64_t K, int64_t N, int nr) {
+  const int64_t padded = (N + nr - 1) / nr * nr;
+  float* packed = thread_scratch(Scratch::kPackB, static_cast<size_t>(K * padded));
+  pack_b(0, K, 0, N, nr, packed);
+  return packed;
+}
+
 }  // namespace
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* kernel, const float* bias,
                     float* y, bool relu) {
   const KernelTable& kt = active_kernels();
-  const int64_t M = s.batch * s.out_h * s.out_w;
-  const int64_t K = s.kernel_h * s.kernel_w * s.in_c;
+  const int64_t pixels = s.batch * s.out_h * s.out_w;
+  const int64_t taps = s.kernel_h * s.kernel_w;
   const int64_t N = s.out_c;
-  const PackPixelsByTaps pack_a{forward_gather(s, x), 0};
-  const PackStridedB pack_b{{kernel, N, 1}};
-  const BiasReluEpilogue epilogue{&kt, bias, relu};
-  gemm(kt, M, N, K, pack_a, pack_b, y, N, false, epilogue, threads_for_work(2.0 * M * N * K));
+  const float* packed =
+      pack_all_panels(PackStridedB{{kernel, N, 1}}, taps * s.in_c, N, kt.igemm_nr);
+  igemm_convolution(kt, forward_gather(s, x), pixels, taps, N, packed, y,
+                    BiasReluEpilogue{&kt, bias, relu},
+                    threads_for_work(2.0 * pixels * taps * s.in_c * N));
 }
 
 void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* kernel, float* dx) {
   const KernelTable& kt = active_kernels();
-  const int64_t M = s.batch * s.in_h * s.in_w;
-  const int64_t K = s.kernel_h * s.kernel_w * s.out_c;
+  const int64_t pixels = s.batch * s.in_h * s.in_w;
+  const int64_t taps = s.kernel_h * s.kernel_w;
   const int64_t N = s.in_c;
-  const TapGather g{dy,           s.out_h,    s.out_w,    s.out_c,    s.in_h,
-                    s.in_w,       s.kernel_w, s.stride_h, s.stride_w, s.dilation_h,
-                    s.dilation_w, s.pad_top,  s.pad_left, true};
-  const PackPixelsByTaps pack_a{g, 0};
-  const PackKernelTransposed pack_b{kernel, s.in_c, s.out_c};
-  gemm(kt, M, N, K, pack_a, pack_b, dx, N, false, NoEpilogue{}, threads_for_work(2.0 * M * N * K));
+  const float* packed = pack_all_panels(PackKernelTransposed{kernel, s.in_c, s.out_c},
+                                        taps * s.out_c, N, kt.igemm_nr);
+  igemm_convolution(kt, transposed_gather(s, dy), pixels, taps, N, packed, dx, NoEpilogue{},
+                    threads_for_work(2.0 * pixels * taps * s.out_c * N));
 }
+
+namespace {
+
+// dkernel[(tap, ci), co] += sum over pixels [begin, end) of x[source(p, tap), ci] * dy[p, co],
+// one tap at a time with row pointers: padding taps are skipped, nothing is packed.
+void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                          const float* dy, int64_t begin, int64_t end, float* dkernel) {
+  constexpr int64_t kChunk = 256;
+  const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
+  const int64_t taps = s.kernel_h * s.kernel_w, in_c = s.in_c, out_c = s.out_c;
+  const TapGather g = forward_gather(s, x);
+  thread_local std::vector<const float*> a_rows, b_rows;
+  a_rows.resize(static_cast<size_t>(taps * kChunk));
+  b_rows.resize(static_cast<size_t>(kChunk));
+  for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
+    const int64_t kc = std::min(kChunk, end - c0);
+    for (int64_t k = 0; k < kc; ++k) {
+      const int64_t p = c0 + k;
+      const int64_t px = p % s.out_w, rest = p / s.out_w;
+      const int64_t py = rest % s.out_h, n = rest / s.out_h;
+      b_rows[k] = dy + p * out_c;
+      for (int64_t t = 0, a = 0, b = 0; t < taps; ++t) {
+        a_rows[t * kChunk + k] = g.source(n, py, px, a, b);
+        if (++b == s.kernel_w) b = 0, ++a;
+      }
+    }
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t ci = 0; ci < in_c; ci += mr)
+        for (int64_t co = 0; co < out_c; co += nr)
+          kt.rowgemm_microkernel(kc, a_rows.data() + t * kChunk, ci, b_rows.data(), co,
+                                 dkernel + (t * in_c + ci) * out_c + co, out_c, mr,
+                                 static_cast<int>(std::min<int64_t>(nr, out_c - co)), true);
+  }
+}
+
+// The same sum through the packed GEMM over an implicit im2col; serves channel counts the
+// row-pointer kernel cannot tile (the image's 1 or 3 input channels).
+void weight_gradient_packed(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                            const float* dy, int64_t begin, int64_t end, float* dkernel) {
+  const int64_t taps = s.kernel_h * s.kernel_w * s.in_c;
+  const PackTapsByPixels pack_a{forward_gather(s, x), begin};
+  const PackStridedB pack_b{{dy + begin * s.out_c, s.out_c, 1}};
+  gemm(kt, taps, s.out_c, end - begin, pack_a, pack_b, dkernel, s.out_c, true, NoEpilogue{}, 1);
+}
+
+}  // namespace
 
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dkernel,
                             float* dbias) {
   const KernelTable& kt = active_kernels();
   const int64_t pixels = s.batch * s.out_h * s.out_w;
-  const int64_t taps = s.kernel_h * s.kernel_w * s.in_c;
   const int64_t out_c = s.out_c;
-  const int64_t partial_size = taps * out_c + out_c;
-  const int threads = threads_for_work(2.0 * pixels * taps * out_c);
-  // Each thread reduces its own share of the pixels into a private partial, then the partials
-  // are summed once: no atomics, no two threads writing the same memory.
+  const int64_t kernel_size = s.kernel_h * s.kernel_w * s.in_c * out_c;
+  const int64_t partial_size = kernel_size + out_c;
+  const bool row_pointers = s.in_c % kt.rowgemm_mr == 0;
+  const int threads = threads_for_work(2.0 * pixels * kernel_size);
+  // Each thread sums its own share of the pixels into a private partial, then the partials are
+  // added once: no atomics, no two threads writing the same memory.
   std::vector<float*> partials(threads, nullptr);
   parallel_region(threads, [&](int tid, int nt) {
     int64_t begin, end;
     static_share(pixels, tid, nt, begin, end);
     float* partial = nt == 1 ? nullptr : thread_scratch(Scratch::kPartial, partial_size);
     float* dk = nt == 1 ? dkernel : partial;
-    float* db = nt == 1 ? dbias : partial + taps * out_c;
-    const PackTapsByPixels pack_a{forward_gather(s, x), begin};
-    const PackStridedB pack_b{{dy + begin * out_c, out_c, 1}};
-    gemm(kt, taps, out_c, end - begin, pack_a, pack_b, dk, out_c, false, NoEpilogue{}, 1);
+    float* db = nt == 1 ? dbias : partial + kernel_size;
+    std::memset(dk, 0, kernel_size * sizeof(float));
+    if (row_pointers)
+      weight_gradient_rows(kt, s, x, dy, begin, end, dk);
+    else
+      weight_gradient_packed(kt, s, x, dy, begin, end, dk);
     if (db) {
       std::fill(db, db + out_c, 0.0f);
       for (int64_t p = begin; p < end; ++p) {
@@ -201,15 +290,14 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
     partials[tid] = partial;
     team_barrier();
     int64_t e0, e1;
-    static_share(partial_size, tid, nt, e0, e1);
+    static_share(dbias ? partial_size : kernel_size, tid, nt, e0, e1);
     for (int64_t e = e0; e < e1; ++e) {
-      if (e >= taps * out_c && !dbias) break;
       float sum = 0.0f;
       for (int t = 0; t < nt; ++t) sum += partials[t][e];
-      if (e < taps * out_c)
+      if (e < kernel_size)
         dkernel[e] = sum;
       else
-        dbias[e - taps * out_c] = sum;
+        dbias[e - kernel_size] = sum;
     }
   });
 }

@@ -10,11 +10,32 @@ namespace fastconv {
 using GemmMicrokernel = void (*)(int64_t kc, const float* a_panel, const float* b_panel, float* c,
                                  int64_t ldc, int mr, int nr, bool accumulate);
 
+// Indirect GEMM for convolution (no im2col, no packing of the image):
+// c[i*ldc + j] (+)= sum_{t < taps} sum_{ch < channels} rows[t*MR + i][ch] * b[(t*channels + ch)*NR
+// + j] where rows[t*MR + i] points at the `channels` values that kernel tap t reads for output row
+// i (a zero row where the tap falls in the padding), and b is one packed NR-column panel.
+using IgemmMicrokernel = void (*)(int64_t taps, int64_t channels, const float* const* rows,
+                                  const float* b_panel, float* c, int64_t ldc, int mr, int nr,
+                                  bool accumulate);
+
+// Row-pointer GEMM for the convolution weight gradient:
+// c[i*ldc + j] (+)= sum_k a_rows[k][a_offset + i] * b_rows[k][b_offset + j], skipping k where
+// a_rows[k] is null (a tap in the padding). Needs MR readable values at every a row.
+using RowGemmMicrokernel = void (*)(int64_t kc, const float* const* a_rows, int64_t a_offset,
+                                    const float* const* b_rows, int64_t b_offset, float* c,
+                                    int64_t ldc, int mr, int nr, bool accumulate);
+
 struct KernelTable {
   const char* isa;
   int gemm_mr;
   int gemm_nr;
   GemmMicrokernel gemm_microkernel;
+  int igemm_mr;
+  int igemm_nr;
+  IgemmMicrokernel igemm_microkernel;
+  int rowgemm_mr;
+  int rowgemm_nr;
+  RowGemmMicrokernel rowgemm_microkernel;
   void (*relu_forward)(const float* x, float* y, int64_t n);
   void (*relu_backward)(const float* x, const float* dy, float* dx, int64_t n);
   void (*bias_relu_rows)(float* c, int64_t ldc, int64_t rows, int64_t cols, const float* bias,

@@ -1,11 +1,16 @@
 // AVX2 + FMA kernels (this folder alone is compiled with -mavx2 -mfma).
 #include <immintrin.h>
 
+#define FASTCONV_VEC_BYTES 32
+#include "kernels/conv_microkernels_impl.inc"
 #include "kernels/elementwise_impl.inc"
 #include "kernels/kernel_table.h"
 
 namespace fastconv {
 namespace {
+
+constexpr int kIgemmMR = 6, kIgemmVecs = 2;
+constexpr int kRowGemmMR = 4, kRowGemmVecs = 2;
 
 constexpr int kMR = 6;
 constexpr int kNR = 16;
@@ -58,6 +63,12 @@ const KernelTable& avx2_kernel_table() {
       kMR,
       kNR,
       gemm_microkernel_6x16_avx2,
+      kIgemmMR,
+      kIgemmVecs * kVecFloats,
+      igemm_microkernel_impl<kIgemmMR, kIgemmVecs>,
+      kRowGemmMR,
+      kRowGemmVecs * kVecFloats,
+      rowgemm_microkernel_impl<kRowGemmMR, kRowGemmVecs>,
       relu_forward_impl,
       relu_backward_impl,
       bias_relu_rows_impl,

@@ -1,11 +1,16 @@
 // AVX-512 kernels (this folder alone is compiled with -mavx512f/bw/dq/vl).
 #include <immintrin.h>
 
+#define FASTCONV_VEC_BYTES 64
+#include "kernels/conv_microkernels_impl.inc"
 #include "kernels/elementwise_impl.inc"
 #include "kernels/kernel_table.h"
 
 namespace fastconv {
 namespace {
+
+constexpr int kIgemmMR = 8, kIgemmVecs = 2;
+constexpr int kRowGemmMR = 8, kRowGemmVecs = 2;
 
 constexpr int kMR = 12;
 constexpr int kNR = 32;
@@ -50,6 +55,12 @@ const KernelTable& avx512_kernel_table() {
       kMR,
       kNR,
       gemm_microkernel_12x32_avx512,
+      kIgemmMR,
+      kIgemmVecs * kVecFloats,
+      igemm_microkernel_impl<kIgemmMR, kIgemmVecs>,
+      kRowGemmMR,
+      kRowGemmVecs * kVecFloats,
+      rowgemm_microkernel_impl<kRowGemmMR, kRowGemmVecs>,
       relu_forward_impl,
       relu_backward_impl,
       bias_relu_rows_impl,

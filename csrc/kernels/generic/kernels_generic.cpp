@@ -1,10 +1,15 @@
 // Portable C++ kernels: the twin every SIMD kernel is tested against, and the path for CPUs
 // without AVX2.
+#define FASTCONV_VEC_BYTES 16
+#include "kernels/conv_microkernels_impl.inc"
 #include "kernels/elementwise_impl.inc"
 #include "kernels/kernel_table.h"
 
 namespace fastconv {
 namespace {
+
+constexpr int kIgemmMR = 4, kIgemmVecs = 4;
+constexpr int kRowGemmMR = 4, kRowGemmVecs = 4;
 
 constexpr int kMR = 4;
 constexpr int kNR = 16;
@@ -35,6 +40,12 @@ const KernelTable& generic_kernel_table() {
       kMR,
       kNR,
       gemm_microkernel_4x16_generic,
+      kIgemmMR,
+      kIgemmVecs * kVecFloats,
+      igemm_microkernel_impl<kIgemmMR, kIgemmVecs>,
+      kRowGemmMR,
+      kRowGemmVecs * kVecFloats,
+      rowgemm_microkernel_impl<kRowGemmMR, kRowGemmVecs>,
       relu_forward_impl,
       relu_backward_impl,
       bias_relu_rows_impl,

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/dispatch.h"
 #include "core/parallel_region.h"
 
 namespace fastconv {
@@ -18,8 +19,6 @@ Window window_at(const Pool2dShape& s, int64_t oy, int64_t ox) {
   return {std::max<int64_t>(y, 0), std::min(y + s.pool_h, s.in_h), std::max<int64_t>(x, 0),
           std::min(x + s.pool_w, s.in_w)};
 }
-
-inline bool takes_max(float v, float best) { return v > best || (v != v && best == best); }
 
 // Runs fn(n, oy) over output rows. Threads split rows only when windows never overlap
 // vertically (so backward writes disjoint rows of dx); otherwise they split whole images.
@@ -49,6 +48,7 @@ void zero_parallel(float* data, int64_t count) {
 }  // namespace
 
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
+  const KernelTable& kt = active_kernels();
   const int64_t C = s.channels;
   for_each_output_row(s, double(s.out_w) * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
     for (int64_t ox = 0; ox < s.out_w; ++ox) {
@@ -62,7 +62,7 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
             std::memcpy(out, in, C * sizeof(float));
             first = false;
           } else {
-            for (int64_t c = 0; c < C; ++c) out[c] = takes_max(in[c], out[c]) ? in[c] : out[c];
+            kt.max_pool_accumulate(C, in, out);
           }
         }
       if (first) std::memset(out, 0, C * sizeof(float));
@@ -71,31 +71,35 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
 }
 
 void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, float* dx) {
+  const KernelTable& kt = active_kernels();
   const int64_t C = s.channels;
   zero_parallel(dx, s.batch * s.in_h * s.in_w * C);
   for_each_output_row(s, double(s.out_w) * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
-    thread_local std::vector<float> best;
-    thread_local std::vector<int64_t> where;
+    // Two vectorisable passes per window: the maximum per channel, then the gradient to the
+    // first cell (row-major) holding it; `taken` marks channels already served.
+    thread_local std::vector<float> best, taken;
     best.resize(C);
-    where.resize(C);
+    taken.resize(C);
+    float* bst = best.data();
+    float* tkn = taken.data();
     for (int64_t ox = 0; ox < s.out_w; ++ox) {
       const Window w = window_at(s, oy, ox);
       if (w.y0 >= w.y1 || w.x0 >= w.x1) continue;
-      const int64_t first = ((n * s.in_h + w.y0) * s.in_w + w.x0) * C;
-      std::memcpy(best.data(), x + first, C * sizeof(float));
-      std::fill(where.begin(), where.end(), first);
+      std::memcpy(bst, x + ((n * s.in_h + w.y0) * s.in_w + w.x0) * C, C * sizeof(float));
+      std::fill(tkn, tkn + C, 0.0f);
+      for (int64_t iy = w.y0; iy < w.y1; ++iy)
+        for (int64_t ix = w.x0; ix < w.x1; ++ix) {
+          const float* in = x + ((n * s.in_h + iy) * s.in_w + ix) * C;
+          kt.max_pool_accumulate(C, in, bst);
+        }
+      const float* g = dy + ((n * s.out_h + oy) * s.out_w + ox) * C;
       for (int64_t iy = w.y0; iy < w.y1; ++iy)
         for (int64_t ix = w.x0; ix < w.x1; ++ix) {
           const int64_t base = ((n * s.in_h + iy) * s.in_w + ix) * C;
           const float* in = x + base;
-          for (int64_t c = 0; c < C; ++c)
-            if (takes_max(in[c], best[c])) {
-              best[c] = in[c];
-              where[c] = base;
-            }
+          float* out = dx + base;
+          kt.max_pool_route(C, in, bst, tkn, g, out);
         }
-      const float* g = dy + ((n * s.out_h + oy) * s.out_w + ox) * C;
-      for (int64_t c = 0; c < C; ++c) dx[where[c] + c] += g[c];
     }
   });
 }

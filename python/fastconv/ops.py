@@ -525,15 +525,23 @@ def softmax_cross_entropy(
     return losses, dlogits
 
 
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
+
+
 def sigmoid_binary_cross_entropy(
     logits: ArrayLike, targets: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray]:
     """Element-wise losses and d(loss)/d(logits) = sigmoid(logits) - targets."""
     z = _numeric(logits, "logits")
     t = _numeric(targets, "targets")
-    if t.shape != z.shape and t.size == z.size:
+    # (batch,) targets for (batch, 1) logits, and the reverse, are the usual Keras mix-up.
+    if t.shape != z.shape and _squeezed(t.shape) == _squeezed(z.shape):
         t = t.reshape(z.shape)
-    _expect_shape(t, "targets", z.shape, "the shape of logits")
+    if t.shape != z.shape:
+        raise ValueError(
+            f"targets must have the shape of logits {z.shape}, got {t.shape}"
+        )
     losses = _empty(z.shape, "losses")
     dlogits = _empty(z.shape, "dlogits")
     _core.sigmoid_binary_cross_entropy(_f32(z), _f32(t), losses, dlogits)

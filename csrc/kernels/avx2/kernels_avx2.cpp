@@ -69,6 +69,8 @@ const KernelTable& avx2_kernel_table() {
       kRowGemmMR,
       kRowGemmVecs * kVecFloats,
       rowgemm_microkernel_impl<kRowGemmMR, kRowGemmVecs>,
+      max_pool_accumulate_impl,
+      max_pool_route_impl,
       relu_forward_impl,
       relu_backward_impl,
       bias_relu_rows_impl,

@@ -26,3 +26,9 @@ def info() -> dict:
         "num_threads": get_num_threads(),
         "openmp": bool(_core.has_openmp()),
     }
+
+
+# The Keras-shaped API: Input, Model, Sequential, layers, optimizers, losses, metrics, callbacks,
+# models (load_model), datasets, utils.
+from fastconv import datasets, utils  # noqa: E402,F401
+from fastconv._api import *  # noqa: E402,F401,F403

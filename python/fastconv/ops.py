@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
 
@@ -57,7 +57,9 @@ def _numeric(a: ArrayLike, name: str) -> np.ndarray:
         except (ValueError, TypeError) as e:
             raise TypeError(f"{name} must be a numeric array: {e}") from None
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype} (shape {arr.shape})")
+        raise TypeError(
+            f"{name} must be a numeric array, got dtype {arr.dtype} (shape {arr.shape})"
+        )
     return arr
 
 
@@ -96,7 +98,7 @@ def _padding(padding: str) -> str:
     return padding.lower()
 
 
-def _activation(activation: Optional[str]) -> bool:
+def _activation(activation: str | None) -> bool:
     """True when the fused ReLU is requested."""
     if activation is None or activation == "linear":
         return False
@@ -178,7 +180,7 @@ def conv2d_output_shape(
 def pool2d_output_shape(
     input_shape: Sequence[int],
     pool_size: IntPair = 2,
-    strides: Optional[IntPair] = None,
+    strides: IntPair | None = None,
     padding: str = "valid",
 ) -> tuple[int, int]:
     """Spatial output size (h, w) of a pooling over ``input_shape`` ((h, w) or NHWC)."""
@@ -193,7 +195,9 @@ def _spatial(input_shape: Sequence[int]) -> tuple[int, int]:
     if len(shape) == 4:
         shape = shape[1:3]
     if len(shape) != 2 or any(s is None or int(s) < 1 for s in shape):
-        raise ValueError(f"input_shape must be (h, w) or (n, h, w, c) with h, w >= 1, got {input_shape}")
+        raise ValueError(
+            f"input_shape must be (h, w) or (n, h, w, c) with h, w >= 1, got {input_shape}"
+        )
     return int(shape[0]), int(shape[1])
 
 
@@ -248,12 +252,12 @@ class _ConvPlan:
 def conv2d(
     x: ArrayLike,
     kernel: ArrayLike,
-    bias: Optional[ArrayLike] = None,
+    bias: ArrayLike | None = None,
     *,
     strides: IntPair = 1,
     padding: str = "valid",
     dilation_rate: IntPair = 1,
-    activation: Optional[str] = None,
+    activation: str | None = None,
 ) -> np.ndarray:
     """2-D convolution of NHWC ``x`` with a (kh, kw, in, out) kernel; optional bias and fused ReLU."""
     plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
@@ -278,7 +282,7 @@ def conv2d_grad(
     padding: str = "valid",
     dilation_rate: IntPair = 1,
     need_dx: bool = True,
-) -> tuple[Optional[np.ndarray], np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients (dx, dkernel, dbias) of a convolution given the output gradient ``dy``.
 
     ``need_dx=False`` skips the input gradient (the first layer of a model needs none) and
@@ -372,14 +376,14 @@ def _pool(core_fn, what, x, pool_size, strides, padding):
 
 
 def max_pool2d(
-    x: ArrayLike, pool_size: IntPair = 2, strides: Optional[IntPair] = None, padding: str = "valid"
+    x: ArrayLike, pool_size: IntPair = 2, strides: IntPair | None = None, padding: str = "valid"
 ) -> np.ndarray:
     """Max pooling over NHWC ``x``; strides default to the pool size."""
     return _pool(_core.max_pool2d_forward, "max_pool2d", x, pool_size, strides, padding)
 
 
 def avg_pool2d(
-    x: ArrayLike, pool_size: IntPair = 2, strides: Optional[IntPair] = None, padding: str = "valid"
+    x: ArrayLike, pool_size: IntPair = 2, strides: IntPair | None = None, padding: str = "valid"
 ) -> np.ndarray:
     """Average pooling over NHWC ``x``; 'same' averages only the cells inside the image."""
     return _pool(_core.avg_pool2d_forward, "avg_pool2d", x, pool_size, strides, padding)
@@ -389,7 +393,7 @@ def max_pool2d_grad(
     x: ArrayLike,
     dy: ArrayLike,
     pool_size: IntPair = 2,
-    strides: Optional[IntPair] = None,
+    strides: IntPair | None = None,
     padding: str = "valid",
 ) -> np.ndarray:
     """Gradient of max pooling: each window's dy goes to its first maximal cell (row-major)."""
@@ -406,7 +410,7 @@ def avg_pool2d_grad(
     x: ArrayLike,
     dy: ArrayLike,
     pool_size: IntPair = 2,
-    strides: Optional[IntPair] = None,
+    strides: IntPair | None = None,
     padding: str = "valid",
 ) -> np.ndarray:
     """Gradient of average pooling."""
@@ -439,8 +443,8 @@ def _dense_operands(x, kernel):
 def dense(
     x: ArrayLike,
     kernel: ArrayLike,
-    bias: Optional[ArrayLike] = None,
-    activation: Optional[str] = None,
+    bias: ArrayLike | None = None,
+    activation: str | None = None,
 ) -> np.ndarray:
     """x @ kernel (+ bias), optionally with a fused ReLU; x is (batch, in), kernel (in, units)."""
     xa, ka = _dense_operands(x, kernel)
@@ -512,9 +516,7 @@ def sparse_softmax_cross_entropy(
     return losses, dlogits
 
 
-def softmax_cross_entropy(
-    logits: ArrayLike, targets: ArrayLike
-) -> tuple[np.ndarray, np.ndarray]:
+def softmax_cross_entropy(logits: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample losses and d(loss)/d(logits) for dense (e.g. one-hot) targets."""
     z = _logits(logits)
     t = _numeric(targets, "targets")
@@ -539,9 +541,7 @@ def sigmoid_binary_cross_entropy(
     if t.shape != z.shape and _squeezed(t.shape) == _squeezed(z.shape):
         t = t.reshape(z.shape)
     if t.shape != z.shape:
-        raise ValueError(
-            f"targets must have the shape of logits {z.shape}, got {t.shape}"
-        )
+        raise ValueError(f"targets must have the shape of logits {z.shape}, got {t.shape}")
     losses = _empty(z.shape, "losses")
     dlogits = _empty(z.shape, "dlogits")
     _core.sigmoid_binary_cross_entropy(_f32(z), _f32(t), losses, dlogits)
@@ -574,7 +574,7 @@ def _grad_for(param: np.ndarray, grad: ArrayLike) -> np.ndarray:
 def sgd_update(
     param: np.ndarray,
     grad: ArrayLike,
-    momentum_buffer: Optional[np.ndarray],
+    momentum_buffer: np.ndarray | None,
     *,
     learning_rate: float,
     momentum: float = 0.0,
@@ -587,7 +587,9 @@ def sgd_update(
         if momentum_buffer is None:
             raise ValueError("momentum_buffer is required when momentum != 0")
         buf = _state(momentum_buffer, "momentum_buffer", p.shape)
-    _core.sgd_update(p, _grad_for(p, grad), buf, float(learning_rate), float(momentum), bool(nesterov))
+    _core.sgd_update(
+        p, _grad_for(p, grad), buf, float(learning_rate), float(momentum), bool(nesterov)
+    )
 
 
 def rmsprop_update(

@@ -1,0 +1,59 @@
+"""Each op of fastconv against naive NumPy, NumPy at its best and PyTorch, on the lecture's layers.
+
+    python -m pytest bench/bench_ops.py --benchmark-only [--naive=small|all|none] [-k B.conv2]
+
+One benchmark group per (layer, op): conv forward (with bias and ReLU), input gradient (dx),
+weight gradient (dw, with the bias gradient); max pool forward/backward; dense forward/backward
+(dx, dw, db together); ReLU forward/backward. ``extra_info`` holds the GFLOP of the op (for
+pooling and ReLU: elements touched). The implementations are in references.py; bench/report.py
+prints the same comparisons as one table with GFLOP/s and percent of the machine's peak.
+"""
+
+from __future__ import annotations
+
+import pytest
+import references
+
+IMPLS = ("fastconv", "numpy", "torch", "naive")
+OPS = {
+    "conv": ("fwd", "dx", "dw"),
+    "pool": ("fwd", "bwd"),
+    "relu": ("fwd", "bwd"),
+    "dense": ("fwd", "bwd"),
+}
+
+PARAMS = [
+    pytest.param(kind, s, op, impl, id=f"{kind}-{s.model}.{s.name}-{op}-{impl}")
+    for kind, s in references.case_groups()
+    for op in OPS[kind]
+    for impl in IMPLS
+]
+
+_cache: dict = {}
+
+
+def _case(kind, s, op, torch):
+    """The case of (layer, op); one layer's data (and tensors) kept alive at a time."""
+    key = (kind, s, torch is not None)
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = {c[2]: c for c in references.build_group(kind, s, torch)}
+    return _cache[key][op]
+
+
+@pytest.mark.parametrize("kind, shape, op, impl", PARAMS)
+def test_op(benchmark, request, naive_mode, kind, shape, op, impl):
+    if impl == "torch":
+        request.getfixturevalue("torch_module")  # skips when PyTorch is not installed
+    if impl == "naive" and (naive_mode == "none" or (naive_mode == "small" and not shape.small)):
+        pytest.skip(f"naive NumPy skipped for {shape.id} (--naive={naive_mode})")
+    torch = references.torch_or_none()
+    _, s, _, flops, nbytes, impls, (naive_fn, _rows) = _case(kind, shape, op, torch)
+    benchmark.group = f"{kind} {op} {s.id}"
+    benchmark.extra_info.update(gflop=flops / 1e9, mbytes=nbytes / 1e6, impl=impl)
+    if impl == "naive":
+        benchmark.pedantic(naive_fn, rounds=1, iterations=1, warmup_rounds=0)
+    else:
+        fn = impls[impl]
+        fn()  # warm-up: workspaces, oneDNN primitives
+        benchmark(fn)

@@ -1,0 +1,287 @@
+"""Training callbacks: Callback base, History, ModelCheckpoint, EarlyStopping, LambdaCallback,
+TerminateOnNaN."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import numpy as np
+
+__all__ = [
+    "Callback",
+    "CallbackList",
+    "History",
+    "ModelCheckpoint",
+    "EarlyStopping",
+    "LambdaCallback",
+    "TerminateOnNaN",
+]
+
+
+class Callback:
+    """Base class; override any hook. ``self.model`` and ``self.params`` are set by fit."""
+
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_batch_begin(self, batch, logs=None): ...
+    def on_train_batch_end(self, batch, logs=None): ...
+    def on_test_begin(self, logs=None): ...
+    def on_test_end(self, logs=None): ...
+    def on_test_batch_begin(self, batch, logs=None): ...
+    def on_test_batch_end(self, batch, logs=None): ...
+    def on_predict_begin(self, logs=None): ...
+    def on_predict_end(self, logs=None): ...
+    def on_predict_batch_begin(self, batch, logs=None): ...
+    def on_predict_batch_end(self, batch, logs=None): ...
+
+
+class CallbackList:
+    """Dispatches every hook to a list of callbacks."""
+
+    def __init__(self, callbacks=None, model=None, params=None):
+        self.callbacks = list(callbacks or [])
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"Callbacks must be fastconv.callbacks.Callback instances: {cb!r}")
+            if model is not None:
+                cb.set_model(model)
+            if params is not None:
+                cb.set_params(params)
+
+    def __getattr__(self, name):
+        if name.startswith("on_"):
+
+            def hook(*args, **kwargs):
+                for cb in self.callbacks:
+                    getattr(cb, name)(*args, **kwargs)
+
+            return hook
+        raise AttributeError(name)
+
+
+class History(Callback):
+    """Records per-epoch logs in ``history`` (returned by ``fit``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_train_begin(self, logs=None):
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+        if self.model is not None:
+            self.model.history = self
+
+
+def _monitor_op(mode, monitor, cls_name):
+    if mode not in ("auto", "min", "max"):
+        warnings.warn(f"{cls_name} mode '{mode}' is unknown, fallback to auto mode.", stacklevel=3)
+        mode = "auto"
+    if mode == "auto":
+        m = monitor.lower()
+        mode = "max" if ("acc" in m or m.startswith("fmeasure") or "auc" in m) else "min"
+    return (np.greater, -np.inf) if mode == "max" else (np.less, np.inf)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model at the end of every epoch (or only when ``monitor`` improves).
+
+    ``filepath`` may contain format fields filled from the epoch (1-based) and the logs, e.g.
+    ``"model_{epoch:02d}-{val_loss:.2f}.keras"``.
+    """
+
+    def __init__(
+        self,
+        filepath,
+        monitor="val_loss",
+        verbose=0,
+        save_best_only=False,
+        save_weights_only=False,
+        mode="auto",
+        save_freq="epoch",
+        initial_value_threshold=None,
+    ):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = save_best_only
+        self.save_weights_only = save_weights_only
+        if save_freq != "epoch":
+            raise ValueError("fastconv ModelCheckpoint supports only save_freq='epoch'")
+        self.save_freq = save_freq
+        if save_weights_only:
+            if not self.filepath.endswith(".weights.npz"):
+                raise ValueError(
+                    "When using `save_weights_only=True` in `ModelCheckpoint`, the filepath "
+                    f"provided must end in `.weights.npz`. Received: filepath={self.filepath}"
+                )
+        elif not self.filepath.endswith(".keras"):
+            raise ValueError(
+                "The filepath provided must end in `.keras` (Keras model format). Received: "
+                f"filepath={self.filepath}"
+            )
+        self.monitor_op, self.best = _monitor_op(mode, monitor, "ModelCheckpoint")
+        if initial_value_threshold is not None:
+            self.best = float(initial_value_threshold)
+
+    def _path(self, epoch, logs):
+        try:
+            return self.filepath.format(epoch=epoch + 1, **(logs or {}))
+        except KeyError as e:
+            raise KeyError(
+                f'Failed to format this callback filepath: "{self.filepath}". Reason: {e!r}'
+            ) from e
+
+    def _save(self, path):
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self._path(epoch, logs)
+        if not self.save_best_only:
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: saving model to {path}")
+            self._save(path)
+            return
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(
+                f"Can save best model only with {self.monitor} available, skipping. "
+                f"Available logs: {sorted(logs)}",
+                stacklevel=2,
+            )
+            return
+        if self.monitor_op(current, self.best):
+            if self.verbose > 0:
+                print(
+                    f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
+                    f"{current:.5f}, saving model to {path}"
+                )
+            self.best = current
+            self._save(path)
+        elif self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+
+
+class EarlyStopping(Callback):
+    """Stop training when ``monitor`` has stopped improving (Keras 3 semantics)."""
+
+    def __init__(
+        self,
+        monitor="val_loss",
+        min_delta=0,
+        patience=0,
+        verbose=0,
+        mode="auto",
+        baseline=None,
+        restore_best_weights=False,
+        start_from_epoch=0,
+    ):
+        super().__init__()
+        self.monitor = monitor
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.baseline = baseline
+        self.min_delta = abs(float(min_delta))
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = int(start_from_epoch)
+        self.monitor_op, self._init_best = _monitor_op(mode, monitor, "EarlyStopping")
+        if self.monitor_op is np.less:
+            self.min_delta *= -1
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = self._init_best
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = self._init_best
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def _is_improvement(self, value, reference):
+        return bool(self.monitor_op(value - self.min_delta, reference))
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            warnings.warn(
+                f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
+                f"Available metrics are: {','.join(sorted(logs or {}))}",
+                stacklevel=2,
+            )
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.restore_best_weights and self.best_weights is not None:
+                if self.verbose > 0:
+                    print(
+                        "Restoring model weights from the end of the best epoch: "
+                        f"{self.best_epoch + 1}."
+                    )
+                self.model.set_weights(self.best_weights)
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+
+
+class LambdaCallback(Callback):
+    """Callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=lambda e, logs: ...)``."""
+
+    def __init__(self, **hooks):
+        super().__init__()
+        for name, fn in hooks.items():
+            if not name.startswith("on_") or not hasattr(Callback, name):
+                raise ValueError(f"Unknown callback hook: {name}")
+            setattr(self, name, fn)
+
+
+class TerminateOnNaN(Callback):
+    """Stop training when a batch loss is NaN or infinite."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True

@@ -1,0 +1,378 @@
+"""The ``fastconv`` command (also ``python -m fastconv``).
+
+fastconv info
+fastconv make-subset ORIGINAL_DIR NEW_BASE_DIR [--train N --validation N --test N]
+fastconv train mnist [--dataset digits|mnist|fashion_mnist] [--epochs 5] [--batch-size 64]
+                     [--threads N] [--save PATH] [--seed S]
+fastconv train cats-vs-dogs DATA_DIR [--epochs 30] [--batch-size 32] [--augment]
+                     [--save best.keras] [--plot curves.png] [--threads N] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as ``fastconv <command>: error: ...``, exit status 2."""
+
+
+# --------------------------------------------------------------------------------------- info
+def cmd_info(args):
+    import fastconv
+
+    for key, value in fastconv.info().items():
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value)
+        print(f"{key}: {value}")
+    return 0
+
+
+# -------------------------------------------------------------------------------- make-subset
+def subset_plan(original_dir, new_base_dir, train=1000, validation=500, test=1000):
+    """The lecture's make_subset as a list of (src, dst) copies: train gets cat.0..cat.N-1 (and
+    dogs), validation the next ``validation``, test the next ``test``. Raises CommandError,
+    before anything is copied, if a source file is missing or a destination folder exists."""
+    original_dir, new_base_dir = Path(original_dir), Path(new_base_dir)
+    for name, n in (("--train", train), ("--validation", validation), ("--test", test)):
+        if n < 0:
+            raise CommandError(f"{name} must be >= 0, got {n}")
+    if not original_dir.is_dir():
+        raise CommandError(f"ORIGINAL_DIR {original_dir} is not a directory")
+    plan, missing, existing = [], [], []
+    start = 0
+    for subset_name, count in (("train", train), ("validation", validation), ("test", test)):
+        end = start + count
+        for category in ("cat", "dog"):
+            dst_dir = new_base_dir / subset_name / category
+            if dst_dir.exists():
+                existing.append(str(dst_dir))
+            for i in range(start, end):
+                fname = f"{category}.{i}.jpg"
+                src = original_dir / fname
+                if not src.is_file():
+                    missing.append(fname)
+                plan.append((src, dst_dir / fname))
+        start = end
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise CommandError(
+            f"{len(missing)} source file(s) missing from {original_dir}: {shown}. "
+            "Nothing was copied."
+        )
+    if existing:
+        raise CommandError(
+            f"destination folder(s) already exist: {', '.join(existing)}. "
+            "Remove them or choose another NEW_BASE_DIR. Nothing was copied."
+        )
+    return plan
+
+
+def make_subset(original_dir, new_base_dir, train=1000, validation=500, test=1000):
+    """Copy as the lecture's script does; returns the number of files copied."""
+    plan = subset_plan(original_dir, new_base_dir, train, validation, test)
+    made = set()
+    for src, dst in plan:
+        if dst.parent not in made:
+            os.makedirs(dst.parent)
+            made.add(dst.parent)
+        shutil.copyfile(src, dst)
+    # empty subsets still get their folders, as os.makedirs in the lecture's loop does
+    for subset_name in ("train", "validation", "test"):
+        for category in ("cat", "dog"):
+            d = Path(new_base_dir) / subset_name / category
+            if d not in made:
+                os.makedirs(d)
+    return len(plan)
+
+
+def cmd_make_subset(args):
+    n = make_subset(args.original_dir, args.new_base_dir, args.train, args.validation, args.test)
+    v0 = args.train
+    t0 = args.train + args.validation
+    print(
+        f"Copied {n} files into {args.new_base_dir}: "
+        f"train {0}-{v0 - 1}, validation {v0}-{t0 - 1}, test {t0}-{t0 + args.test - 1} "
+        "of each class (cat, dog)."
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------------- train
+def _verbose():
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _setup(args):
+    import fastconv
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CommandError(f"--threads must be >= 1, got {args.threads}")
+        fastconv.set_num_threads(args.threads)
+    if args.seed is not None:
+        from fastconv.utils import set_random_seed
+
+        set_random_seed(args.seed)
+
+
+def _require_models():
+    import fastconv
+
+    missing = [n for n in ("Input", "Model", "layers") if not hasattr(fastconv, n)]
+    if missing:
+        raise CommandError(
+            f"this fastconv build has no {', '.join(missing)} yet: training is not available"
+        )
+
+
+def build_mnist_model():
+    """The lecture's MNIST convnet (104,202 parameters), compiled the lecture's way."""
+    import fastconv as keras
+    from fastconv import layers
+
+    inputs = keras.Input(shape=(28, 28, 1))
+    x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(inputs)
+    x = layers.MaxPooling2D(pool_size=2)(x)
+    x = layers.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
+    x = layers.MaxPooling2D(pool_size=2)(x)
+    x = layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(10, activation="softmax")(x)
+    model = keras.Model(inputs=inputs, outputs=outputs)
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def load_mnist_family(name):
+    from fastconv import datasets
+
+    loaders = {
+        "digits": datasets.digits.load_data,
+        "mnist": datasets.mnist.load_data,
+        "fashion_mnist": datasets.fashion_mnist.load_data,
+    }
+    (x_train, y_train), (x_test, y_test) = loaders[name]()
+
+    def prep(x):
+        return (x.reshape((len(x), 28, 28, 1)).astype("float32")) / 255
+
+    return (prep(x_train), y_train), (prep(x_test), y_test)
+
+
+def cmd_train_mnist(args):
+    _require_models()
+    _setup(args)
+    try:
+        (x_train, y_train), (x_test, y_test) = load_mnist_family(args.dataset)
+    except (OSError, ValueError) as e:
+        raise CommandError(f"could not load the {args.dataset} data set: {e}") from e
+    print(f"Data set {args.dataset}: {len(x_train)} training and {len(x_test)} test images")
+    model = build_mnist_model()
+    print(f"Model: the lecture's MNIST convnet, {model.count_params():,} parameters")
+    verbose = _verbose()
+    start = time.perf_counter()
+    model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, verbose=verbose)
+    seconds = time.perf_counter() - start
+    test_loss, test_acc = model.evaluate(x_test, y_test, verbose=0)
+    print(f"Test accuracy: {test_acc:.4f} (test loss {test_loss:.4f})")
+    print(
+        f"Training: {len(x_train) * args.epochs / seconds:.1f} images/s "
+        f"({seconds:.1f} s for {args.epochs} epoch(s) of {len(x_train)} images)"
+    )
+    if args.save:
+        model.save(args.save)
+        print(f"Saved the model to {args.save}")
+    return 0
+
+
+def _augmentation_layers(layers):
+    names = ("RandomFlip", "RandomRotation", "RandomZoom")
+    missing = [n for n in names if not hasattr(layers, n)]
+    if missing:
+        raise CommandError(
+            "--augment needs the augmentation layers fastconv.layers."
+            + ", fastconv.layers.".join(missing)
+            + ", which this build does not have yet; run without --augment"
+        )
+    return [getattr(layers, n) for n in names]
+
+
+def build_cats_vs_dogs_model(augment=False):
+    """The lecture's 180x180 convnet (991,041 parameters); with ``augment``, the chapter's
+    data augmentation after the input and Dropout(0.5) before the classifier."""
+    import fastconv as keras
+    from fastconv import layers
+
+    if augment:
+        random_flip, random_rotation, random_zoom = _augmentation_layers(layers)
+        data_augmentation = keras.Sequential(
+            [random_flip("horizontal"), random_rotation(0.1), random_zoom(0.2)]
+        )
+    inputs = keras.Input(shape=(180, 180, 3))
+    x = data_augmentation(inputs) if augment else inputs
+    x = layers.Rescaling(1.0 / 255)(x)
+    for i, filters in enumerate((32, 64, 128, 256, 256)):
+        x = layers.Conv2D(filters=filters, kernel_size=3, activation="relu")(x)
+        if i < 4:
+            x = layers.MaxPooling2D(pool_size=2)(x)
+    x = layers.Flatten()(x)
+    if augment:
+        x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(1, activation="sigmoid")(x)
+    model = keras.Model(inputs=inputs, outputs=outputs)
+    model.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+    return model
+
+
+def cmd_train_cats_vs_dogs(args):
+    data_dir = Path(args.data_dir)
+    for sub in ("train", "validation", "test"):
+        if not (data_dir / sub).is_dir():
+            raise CommandError(
+                f"{data_dir / sub} is not a directory: DATA_DIR must hold train/, validation/ "
+                "and test/ with one sub-folder per class (see `fastconv make-subset`)"
+            )
+    _require_models()
+    if args.augment:
+        from fastconv import layers
+
+        _augmentation_layers(layers)  # fail before reading any data
+    _setup(args)
+    import fastconv
+    from fastconv.utils import image_dataset_from_directory, plot_history
+
+    def folder(sub):
+        return image_dataset_from_directory(
+            data_dir / sub, image_size=(180, 180), batch_size=args.batch_size, seed=args.seed
+        )
+
+    try:
+        train_dataset = folder("train")
+        validation_dataset = folder("validation")
+        test_dataset = folder("test")
+    except ValueError as e:
+        raise CommandError(str(e)) from e
+    model = build_cats_vs_dogs_model(args.augment)
+    print(
+        f"Model: the lecture's 180x180 convnet{' with augmentation' if args.augment else ''}, "
+        f"{model.count_params():,} parameters"
+    )
+    callbacks = [
+        fastconv.callbacks.ModelCheckpoint(
+            filepath=args.save, save_best_only=True, monitor="val_loss"
+        )
+    ]
+    start = time.perf_counter()
+    history = model.fit(
+        train_dataset,
+        epochs=args.epochs,
+        validation_data=validation_dataset,
+        callbacks=callbacks,
+        verbose=_verbose(),
+    )
+    seconds = time.perf_counter() - start
+    print(f"Training took {seconds:.1f} s; best checkpoint (lowest val_loss): {args.save}")
+    if args.plot:
+        plot_history(history, args.plot)
+        print(f"Wrote the training curves to {args.plot}")
+    if not Path(args.save).is_file():
+        raise CommandError(f"no checkpoint was written to {args.save}")
+    test_model = fastconv.models.load_model(args.save)
+    test_loss, test_acc = test_model.evaluate(test_dataset, verbose=0)
+    print(f"Test accuracy: {test_acc:.3f} (test loss {test_loss:.4f})")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- main
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _count(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="fastconv", description="Fast CNN training on multicore CPUs, Keras-shaped."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("info", help="print version, kernel ISA and threads")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "make-subset",
+        help="copy cat.N.jpg/dog.N.jpg into train/validation/test folders (the lecture's script)",
+        description="Copy Kaggle's dogs-vs-cats files into NEW_BASE_DIR/{train,validation,test}/"
+        "{cat,dog} as the lecture's make_subset does: consecutive index ranges, train first.",
+    )
+    p.add_argument("original_dir", metavar="ORIGINAL_DIR", help="folder with cat.N.jpg, dog.N.jpg")
+    p.add_argument("new_base_dir", metavar="NEW_BASE_DIR", help="folder to create the subsets in")
+    p.add_argument("--train", type=_count, default=1000, help="images per class (default 1000)")
+    p.add_argument("--validation", type=_count, default=500, help="per class (default 500)")
+    p.add_argument("--test", type=_count, default=1000, help="per class (default 1000)")
+    p.set_defaults(func=cmd_make_subset)
+
+    p = sub.add_parser("train", help="train one of the lecture's models")
+    tsub = p.add_subparsers(dest="model", metavar="MODEL")
+    tsub.required = True
+
+    def common(q, epochs, batch_size):
+        q.add_argument("--epochs", type=_positive_int, default=epochs)
+        q.add_argument("--batch-size", type=_positive_int, default=batch_size)
+        q.add_argument("--threads", type=_positive_int, default=None, help="kernel threads")
+        q.add_argument("--seed", type=int, default=None, help="fastconv.utils.set_random_seed")
+
+    q = tsub.add_parser("mnist", help="the lecture's MNIST convnet")
+    q.add_argument(
+        "--dataset",
+        choices=("digits", "mnist", "fashion_mnist"),
+        default="digits",
+        help="digits (shipped, default), mnist or fashion_mnist (found locally or downloaded)",
+    )
+    common(q, 5, 64)
+    q.add_argument("--save", default=None, metavar="PATH", help="save the model (.keras)")
+    q.set_defaults(func=cmd_train_mnist)
+
+    q = tsub.add_parser("cats-vs-dogs", help="the lecture's 180x180 convnet on image folders")
+    q.add_argument("data_dir", metavar="DATA_DIR", help="folder with train/, validation/, test/")
+    common(q, 30, 32)
+    q.add_argument("--augment", action="store_true", help="data augmentation and dropout")
+    q.add_argument("--save", default="best.keras", help="best checkpoint (default best.keras)")
+    q.add_argument("--plot", default=None, metavar="PNG", help="draw loss/accuracy curves")
+    q.set_defaults(func=cmd_train_cats_vs_dogs)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CommandError as e:
+        name = "fastconv " + args.command + (f" {args.model}" if args.command == "train" else "")
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

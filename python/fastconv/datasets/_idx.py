@@ -1,0 +1,255 @@
+"""IDX files (the MNIST family's format): reading, finding, downloading with a hash check.
+
+An IDX file is a 4-byte magic number (two zero bytes, a type code, the number of dimensions),
+one big-endian uint32 per dimension, then the data in C order. The MNIST family's files are
+distributed gzipped; both forms are read (gzip is recognised by its own magic bytes, not by the
+file name).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+# IDX type code -> numpy dtype (multi-byte types are big-endian)
+_IDX_TYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+
+# The four files of an MNIST-family data set: (role, file name as distributed).
+FILES = (
+    ("x_train", "train-images-idx3-ubyte.gz"),
+    ("y_train", "train-labels-idx1-ubyte.gz"),
+    ("x_test", "t10k-images-idx3-ubyte.gz"),
+    ("y_test", "t10k-labels-idx1-ubyte.gz"),
+)
+FILE_NAMES = tuple(name for _, name in FILES)
+
+SYSTEM_DATA_DIRS = ("/usr/share/datasets",)  # Debian's dataset-* packages install here
+
+
+def _read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"{path}: not a readable gzip file ({e})") from None
+    return data
+
+
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse the bytes of an (uncompressed) IDX file; ``name`` is used in error messages."""
+    if len(data) < 4:
+        raise ValueError(f"{name}: too short for an IDX file ({len(data)} bytes)")
+    if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
+        raise ValueError(
+            f"{name}: bad IDX magic number 0x{int.from_bytes(data[:4], 'big'):08x} "
+            "(expected 0x000008nn..0x00000Enn)"
+        )
+    dtype = _IDX_TYPES[data[2]]
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{name}: truncated IDX header ({len(data)} bytes, need {header})")
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "has trailing bytes"
+        raise ValueError(
+            f"{name}: IDX file {what}: header says shape {dims} ({expected} bytes in all), "
+            f"file has {len(data)} bytes"
+        )
+    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
+    """Read an IDX file (gzipped or not) into a NumPy array, checking magic number and size."""
+    path = Path(path)
+    data = _read_bytes(path)
+    arr = parse_idx(data, str(path))
+    if expected_magic is not None:
+        magic = int.from_bytes(data[:4], "big")
+        if magic != expected_magic:
+            raise ValueError(
+                f"{path}: magic number {magic} (0x{magic:08x}), expected {expected_magic} "
+                f"(0x{expected_magic:08x})"
+            )
+    return arr
+
+
+def _candidates(directory: Path, gz_name: str):
+    stem = gz_name[: -len(".gz")]  # train-images-idx3-ubyte
+    dotted = stem.replace("-idx", ".idx")  # train-images.idx3-ubyte (as some archives unpack)
+    return [directory / gz_name, directory / stem, directory / (dotted + ".gz"), directory / dotted]
+
+
+def _find_in(directory: Path):
+    """Return {role: path} if ``directory`` holds all four files, else None."""
+    found = {}
+    for role, gz_name in FILES:
+        for candidate in _candidates(directory, gz_name):
+            if candidate.is_file():
+                found[role] = candidate
+                break
+        else:
+            return None
+    return found
+
+
+def search_dirs(names, path=None):
+    """Directories searched, in order: ``path``, ``$FASTCONV_DATA/<name>``,
+    ``~/.fastconv/datasets/<name>``, ``/usr/share/datasets/<name>``, with every spelling in
+    ``names`` (e.g. fashion_mnist and fashion-mnist)."""
+    dirs = []
+    if path is not None:
+        dirs.append(Path(path).expanduser())
+    env = os.environ.get("FASTCONV_DATA")
+    bases = ([Path(env).expanduser()] if env else []) + [cache_root()]
+    bases += [Path(d) for d in SYSTEM_DATA_DIRS]
+    for base in bases:
+        for n in names:
+            dirs.append(base / n)
+    return dirs
+
+
+def cache_root() -> Path:
+    return Path(os.path.expanduser("~")) / ".fastconv" / "datasets"
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(
+    url: str, dest: Path, sha256: str | None, raw_sha256: str | None = None, timeout: float = 60.0
+) -> Path:
+    """Download ``url`` to ``dest`` through a temporary file in the same folder.
+
+    The file is kept only if its SHA-256 equals ``sha256`` (the published hash of the gz file)
+    or, failing that, the SHA-256 of its decompressed content equals ``raw_sha256`` (a mirror
+    that recompressed the same data). Otherwise it is deleted and ValueError is raised. With
+    neither hash known, the caller must check the content (magic numbers and sizes) itself.
+    """
+    from tqdm.auto import tqdm
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        h = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            try:
+                response = urllib.request.urlopen(url, timeout=timeout)
+            except OSError as e:
+                raise OSError(f"could not download {url}: {e}") from e
+            with response:
+                total = response.headers.get("Content-Length")
+                with tqdm(
+                    total=int(total) if total else None,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=dest.name,
+                    leave=False,
+                ) as bar:
+                    while True:
+                        chunk = response.read(1 << 16)
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        h.update(chunk)
+                        bar.update(len(chunk))
+        digest = h.hexdigest()
+        ok = sha256 is None and raw_sha256 is None
+        if not ok and sha256 is not None and digest == sha256.lower():
+            ok = True
+        if not ok and raw_sha256 is not None:
+            try:
+                raw = _read_bytes(tmp)
+            except ValueError:
+                raw = b""
+            ok = hashlib.sha256(raw).hexdigest() == raw_sha256.lower()
+        if not ok:
+            raise ValueError(
+                f"SHA-256 mismatch for {url}: got {digest}, expected {sha256}"
+                + (f" (or decompressed {raw_sha256})" if raw_sha256 else "")
+                + f"; the download was discarded, nothing was written to {dest}"
+            )
+        os.replace(tmp, dest)
+        return dest
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def resolve_base_url(base_url: str | None, default: str, name: str) -> str:
+    """``base_url`` argument, else $FASTCONV_DATASET_MIRROR (``{name}`` in it is replaced by the
+    data set's name), else the module's default."""
+    url = base_url or os.environ.get("FASTCONV_DATASET_MIRROR") or default
+    url = url.replace("{name}", name)
+    return url if url.endswith("/") else url + "/"
+
+
+def load_mnist_family(
+    name: str,
+    dir_names,
+    path,
+    base_url: str,
+    sha256: dict,
+    raw_sha256: dict,
+    num_classes: int = 10,
+):
+    """Find (or download) and read the four IDX files of an MNIST-family data set."""
+    dirs = search_dirs(dir_names, path)
+    files = None
+    for d in dirs:
+        files = _find_in(d)
+        if files is not None:
+            break
+    if files is None:
+        target = Path(path).expanduser() if path is not None else cache_root() / dir_names[0]
+        files = {}
+        for role, gz_name in FILES:
+            dest = target / gz_name
+            if not dest.is_file():
+                download(base_url + gz_name, dest, sha256.get(gz_name), raw_sha256.get(gz_name))
+            files[role] = dest
+
+    arrays = {
+        role: read_idx(files[role], IMAGES_MAGIC if role.startswith("x") else LABELS_MAGIC)
+        for role, _ in FILES
+    }
+    for xr, yr in (("x_train", "y_train"), ("x_test", "y_test")):
+        x, y = arrays[xr], arrays[yr]
+        if x.shape[1:] != (28, 28):
+            raise ValueError(f"{files[xr]}: images of shape {x.shape[1:]}, expected (28, 28)")
+        if len(x) != len(y):
+            raise ValueError(
+                f"{files[xr]} holds {len(x)} images but {files[yr]} holds {len(y)} labels"
+            )
+        if len(y) and int(y.max()) >= num_classes:
+            raise ValueError(f"{files[yr]}: label {int(y.max())} out of range 0..{num_classes - 1}")
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])

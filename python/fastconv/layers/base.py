@@ -1,0 +1,339 @@
+"""The Layer base class.
+
+Protocol used by the models (and by layers defined elsewhere, e.g. augmentation layers):
+
+* ``build(input_shape)`` creates the weights with :meth:`Layer.add_weight` (``input_shape`` has the
+  batch dimension first, ``None`` when unknown).
+* ``forward(x, training)`` computes the output of a float32 batch and stores what ``backward`` needs
+  (its "tape").
+* ``backward(dy, need_dx=True)`` consumes the tape, stores the weight gradients in ``self.grads``
+  (a dict weight-name -> array) and returns ``dx`` (or ``None`` when ``need_dx`` is False).
+  Layers without weights that are never differentiated (e.g. augmentation at the model input)
+  may leave the default, which raises.
+* ``compute_output_shape(input_shape)``; ``get_config()`` / ``from_config(config)``.
+
+Layers whose output ends with an activation that a loss can fuse with (softmax, sigmoid) report it
+in ``output_activation`` and implement ``backward_preactivation(dz, need_dx)``; the model then
+feeds the loss the layer's stored ``preactivation`` (the logits) instead of its probabilities.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+
+import numpy as np
+
+from .. import initializers as _initializers
+
+__all__ = ["Layer", "register_layer", "LAYER_REGISTRY", "clear_session"]
+
+# class name -> class; only fastconv's own layers register here (model loading accepts only these)
+LAYER_REGISTRY: dict[str, type] = {}
+
+_NAME_COUNTS: dict[str, int] = {}
+_WEIGHT_BUDGET: list = [None]  # remaining number of weight elements allowed (set while loading)
+
+
+def register_layer(cls):
+    """Class decorator: make a fastconv layer class loadable by name from a model file."""
+    LAYER_REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def clear_session():
+    """Reset the automatic layer-name counters (as ``keras.backend.clear_session``)."""
+    _NAME_COUNTS.clear()
+
+
+def to_snake_case(name: str) -> str:
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(base: str) -> str:
+    n = _NAME_COUNTS.get(base, 0)
+    _NAME_COUNTS[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+@contextlib.contextmanager
+def weight_budget(n_elements: int):
+    """While active, ``add_weight`` refuses to allocate more than ``n_elements`` in total."""
+    old = _WEIGHT_BUDGET[0]
+    _WEIGHT_BUDGET[0] = int(n_elements)
+    try:
+        yield
+    finally:
+        _WEIGHT_BUDGET[0] = old
+
+
+def format_shape(shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def normalize_tuple(value, n, name, allow_zero=False):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value),) * n
+    try:
+        value = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"The `{name}` argument must be an int or a tuple of {n} ints. Received: {value!r}"
+        ) from None
+    if len(value) != n or any(v < (0 if allow_zero else 1) for v in value):
+        raise ValueError(
+            f"The `{name}` argument must be a tuple of {n} positive integers. Received: {value!r}"
+        )
+    return value
+
+
+def normalize_padding(padding):
+    p = str(padding).lower()
+    if p not in ("valid", "same"):
+        raise ValueError(
+            f"The `padding` argument must be one of 'valid', 'same'. Received: padding={padding!r}"
+        )
+    return p
+
+
+class Layer:
+    """Base class of all fastconv layers (Keras-shaped)."""
+
+    # subclasses: minimum / exact input rank including the batch axis (checked on connect)
+    _min_ndim: int | None = None
+    _ndim: int | None = None
+
+    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, **kwargs):
+        for key in ("autocast", "input_dim", "batch_input_shape"):
+            kwargs.pop(key, None)
+        if kwargs:
+            raise TypeError(
+                f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}"
+            )
+        if dtype not in (None, "float32", np.float32) and getattr(dtype, "name", "") != "float32":
+            if not (isinstance(dtype, dict) and dtype.get("config", {}).get("name") == "float32"):
+                raise ValueError(
+                    f"fastconv layers compute in float32 only. Received: dtype={dtype}"
+                )
+        if name is None:
+            name = unique_name(to_snake_case(type(self).__name__))
+        elif not isinstance(name, str) or not name:
+            raise ValueError(f"Layer name must be a non-empty string. Received: name={name!r}")
+        self.name = name
+        self.trainable = bool(trainable)
+        self.built = False
+        self.grads: dict[str, np.ndarray] = {}
+        self._weight_names: list[tuple[str, bool]] = []
+        self._input_shape_arg = tuple(input_shape) if input_shape is not None else None
+        self._build_input_shape = None
+        self._output_shape = None
+        self._inbound = None  # KerasTensor this layer was connected to (functional API)
+        self._outbound = None
+
+    # ------------------------------------------------------------------ weights
+    def add_weight(self, name, shape, initializer="zeros", trainable=True):
+        shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ValueError(f"Layer '{self.name}': invalid weight shape {shape} for {name!r}")
+        size = math.prod(shape)
+        if _WEIGHT_BUDGET[0] is not None:
+            if size > _WEIGHT_BUDGET[0]:
+                raise ValueError(
+                    f"Layer '{self.name}' would create weight {name!r} of shape {shape}, larger "
+                    "than the weights stored in the model file"
+                )
+            _WEIGHT_BUDGET[0] -= size
+            value = np.zeros(shape, dtype=np.float32)
+        else:
+            value = np.ascontiguousarray(_initializers.get(initializer)(shape), dtype=np.float32)
+            if value.shape != shape:
+                raise ValueError(
+                    f"Initializer for {name!r} returned shape {value.shape}, not {shape}"
+                )
+        setattr(self, name, value)
+        self._weight_names.append((name, bool(trainable)))
+        return value
+
+    @property
+    def weights(self):
+        return [getattr(self, n) for n, _ in self._weight_names]
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        return [getattr(self, n) for n, t in self._weight_names if t]
+
+    @property
+    def non_trainable_weights(self):
+        if not self.trainable:
+            return self.weights
+        return [getattr(self, n) for n, t in self._weight_names if not t]
+
+    def _trainable_weights_and_grads(self):
+        """[(weight, grad)] for the trainable weights, grads from the last backward."""
+        if not self.trainable:
+            return []
+        return [(getattr(self, n), self.grads.get(n)) for n, t in self._weight_names if t]
+
+    @property
+    def has_trainable_weights(self):
+        return bool(self.trainable_weights)
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        params = self.weights
+        weights = list(weights)
+        if len(weights) != len(params):
+            raise ValueError(
+                f"Layer {self.name!r} expected {len(params)} variables, but received "
+                f"{len(weights)} variables during loading. Expected: "
+                f"{[tuple(p.shape) for p in params]}"
+            )
+        arrays = []
+        for (wname, _), p, w in zip(self._weight_names, params, weights):
+            w = np.asarray(w)
+            if w.shape != p.shape:
+                raise ValueError(
+                    f"Layer {self.name!r} weight shape {p.shape} is not compatible with provided "
+                    f"weight shape {w.shape} (weight {wname!r})."
+                )
+            arrays.append(w)
+        for p, w in zip(params, arrays):
+            np.copyto(p, w, casting="unsafe")  # in place: optimizer state stays attached
+
+    def count_params(self):
+        if not self.built:
+            raise ValueError(
+                f"You tried to call `count_params` on layer '{self.name}', but the layer isn't "
+                "built. You can build it manually via: `layer.build(input_shape)`."
+            )
+        return int(sum(w.size for w in self.weights))
+
+    # ------------------------------------------------------------------ shapes
+    def build(self, input_shape):
+        self._build_input_shape = tuple(input_shape)
+        self.built = True
+
+    def _maybe_build(self, input_shape):
+        if not self.built:
+            self.build(tuple(input_shape))
+            self.built = True
+            if self._build_input_shape is None:
+                self._build_input_shape = tuple(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _incompatible(self, msg, shape):
+        return ValueError(
+            f'Input 0 of layer "{self.name}" is incompatible with the layer: {msg}. '
+            f"Full shape received: {format_shape(shape)}"
+        )
+
+    def check_input_shape(self, shape):
+        """Raise a Keras-like ValueError when ``shape`` (batch first) cannot feed this layer."""
+        shape = tuple(shape)
+        if self._ndim is not None and len(shape) != self._ndim:
+            raise self._incompatible(f"expected ndim={self._ndim}, found ndim={len(shape)}", shape)
+        if self._min_ndim is not None and len(shape) < self._min_ndim:
+            raise self._incompatible(
+                f"expected min_ndim={self._min_ndim}, found ndim={len(shape)}", shape
+            )
+        built = self._build_input_shape
+        if self.built and built is not None and self.weights:
+            if len(built) != len(shape):
+                raise self._incompatible(
+                    f"expected ndim={len(built)}, found ndim={len(shape)}", shape
+                )
+            if built[-1] is not None and shape[-1] is not None and built[-1] != shape[-1]:
+                raise self._incompatible(
+                    f"expected axis -1 of input shape to have value {built[-1]}, "
+                    f"but received input with shape {format_shape(shape)}",
+                    shape,
+                )
+
+    # ------------------------------------------------------------------ compute
+    def call(self, inputs, training=False):
+        if type(self).forward is Layer.forward:
+            raise NotImplementedError(f"Layer {type(self).__name__} does not implement call()")
+        return self.forward(inputs, training=training)
+
+    def forward(self, x, training=False):
+        """Compute the output and keep what ``backward`` needs (default: delegate to ``call``)."""
+        return self.call(x, training=training)
+
+    def backward(self, dy, need_dx=True):
+        raise NotImplementedError(f"Layer {type(self).__name__} ({self.name}) has no backward()")
+
+    # fusion protocol (see module docstring)
+    output_activation = None  # "softmax" | "sigmoid" | None
+    preactivation = None
+
+    def backward_preactivation(self, dz, need_dx=True):
+        raise NotImplementedError
+
+    def __call__(self, inputs, training=False, **kwargs):
+        from .._tensor import KerasTensor
+
+        if kwargs:
+            raise TypeError(f"Unexpected arguments to {self.name}: {sorted(kwargs)}")
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
+            inputs = inputs[0]
+        if isinstance(inputs, KerasTensor):
+            return self._connect(inputs)
+        x = np.asarray(inputs)
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        self.check_input_shape((None,) + x.shape[1:] if x.ndim else x.shape)
+        self._maybe_build((None,) + x.shape[1:])
+        return self.forward(np.ascontiguousarray(x), training=bool(training))
+
+    def _connect(self, tensor):
+        from .._tensor import KerasTensor
+
+        if self._inbound is not None:
+            raise ValueError(
+                f"Layer '{self.name}' has already been called on a tensor: fastconv models do not "
+                "support calling one layer instance several times (shared layers)."
+            )
+        self.check_input_shape(tensor.shape)
+        self._maybe_build(tensor.shape)
+        out_shape = tuple(self.compute_output_shape(tensor.shape))
+        self._inbound = tensor
+        self._output_shape = out_shape
+        self._outbound = KerasTensor(out_shape, layer=self, parent=tensor)
+        return self._outbound
+
+    @property
+    def input(self):
+        if self._inbound is None:
+            raise AttributeError(f"Layer '{self.name}' has never been called and has no input.")
+        return self._inbound
+
+    @property
+    def output(self):
+        if self._outbound is None:
+            raise AttributeError(f"Layer '{self.name}' has never been called and has no output.")
+        return self._outbound
+
+    @property
+    def output_shape(self):
+        if self._output_shape is None:
+            raise AttributeError(f"Layer '{self.name}' has no defined output shape yet.")
+        return self._output_shape
+
+    # ------------------------------------------------------------------ config
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"

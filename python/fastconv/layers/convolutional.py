@@ -1,0 +1,150 @@
+"""2-D convolution (NHWC, kernel (kh, kw, in, out))."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations as _act
+from .. import initializers as _init
+from .. import ops
+from .base import Layer, format_shape, normalize_padding, normalize_tuple, register_layer
+
+__all__ = ["Conv2D"]
+
+
+def _op_arg(t):
+    """Pass an int when both entries agree (the common case), else the tuple."""
+    return t[0] if t[0] == t[1] else t
+
+
+@register_layer
+class Conv2D(Layer):
+    """2-D convolution layer, Keras arguments and defaults (channels_last only)."""
+
+    _ndim = 4
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        groups = kwargs.pop("groups", 1)
+        super().__init__(**kwargs)
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+            raise ValueError(
+                f"Invalid value for argument `filters`. Expected a strictly positive value. "
+                f"Received filters={filters!r}."
+            )
+        if data_format not in (None, "channels_last"):
+            raise ValueError("fastconv supports only data_format='channels_last' (NHWC)")
+        if groups != 1:
+            raise ValueError("fastconv Conv2D supports only groups=1")
+        self.filters = int(filters)
+        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size")
+        self.strides = normalize_tuple(strides, 2, "strides")
+        self.padding = normalize_padding(padding)
+        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                "`strides > 1` not supported in conjunction with `dilation_rate > 1`. Received: "
+                f"strides={self.strides} and dilation_rate={self.dilation_rate}"
+            )
+        self.activation = _act.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _init.get(kernel_initializer)
+        self.bias_initializer = _init.get(bias_initializer)
+
+    @property
+    def output_activation(self):
+        return self.activation if self.activation in ("softmax", "sigmoid") else None
+
+    def _op_kwargs(self):
+        return dict(
+            strides=_op_arg(self.strides),
+            padding=self.padding,
+            dilation_rate=_op_arg(self.dilation_rate),
+        )
+
+    def build(self, input_shape):
+        cin = input_shape[-1]
+        if cin is None:
+            raise ValueError(f"The channel dimension of the input to '{self.name}' must be known")
+        self.add_weight(
+            "kernel", self.kernel_size + (int(cin), self.filters), self.kernel_initializer
+        )
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer)
+        else:
+            self.bias = None
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        if h is None or w is None:
+            return (n, None, None, self.filters)
+        try:
+            oh, ow = ops.conv2d_output_shape(
+                (int(h), int(w)), _op_arg(self.kernel_size), **self._op_kwargs()
+            )
+        except ValueError:
+            raise ValueError(
+                f"Computed output size would be negative or zero for layer '{self.name}': input "
+                f"shape {format_shape(input_shape)}, kernel_size={self.kernel_size}, "
+                f"strides={self.strides}, padding='{self.padding}', "
+                f"dilation_rate={self.dilation_rate}. The input is too small for this layer."
+            ) from None
+        return (n, int(oh), int(ow), self.filters)
+
+    def forward(self, x, training=False):
+        fused = "relu" if self.activation == "relu" else None
+        z = ops.conv2d(x, self.kernel, self.bias, activation=fused, **self._op_kwargs())
+        self._x = x
+        if self.activation in ("linear", "relu"):
+            self.preactivation = None
+            y = z
+        else:
+            self.preactivation = z
+            y = _act.apply(self.activation, z)
+        self._y = y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if self.activation == "relu":
+            dz = ops.relu_grad(self._y, dy)
+        else:
+            dz = _act.gradient(self.activation, self._y, dy)
+        return self.backward_preactivation(dz, need_dx)
+
+    def backward_preactivation(self, dz, need_dx=True):
+        dx, dk, db = ops.conv2d_grad(
+            self._x, self.kernel, dz, need_dx=bool(need_dx), **self._op_kwargs()
+        )
+        self.grads["kernel"] = dk
+        if self.use_bias:
+            self.grads["bias"] = db
+        return dx if need_dx else None
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(
+            filters=self.filters,
+            kernel_size=list(self.kernel_size),
+            strides=list(self.strides),
+            padding=self.padding,
+            data_format="channels_last",
+            dilation_rate=list(self.dilation_rate),
+            activation=self.activation,
+            use_bias=self.use_bias,
+            kernel_initializer=_init.serialize(self.kernel_initializer),
+            bias_initializer=_init.serialize(self.bias_initializer),
+        )
+        return cfg

@@ -1,0 +1,81 @@
+"""2-D max and average pooling (NHWC)."""
+
+from __future__ import annotations
+
+from .. import ops
+from .base import Layer, format_shape, normalize_padding, normalize_tuple, register_layer
+from .convolutional import _op_arg
+
+__all__ = ["MaxPooling2D", "AveragePooling2D", "MaxPool2D", "AvgPool2D"]
+
+
+class _Pooling2D(Layer):
+    _ndim = 4
+    _fwd = None
+    _bwd = None
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError("fastconv supports only data_format='channels_last' (NHWC)")
+        self.pool_size = normalize_tuple(pool_size, 2, "pool_size")
+        self.strides = self.pool_size if strides is None else normalize_tuple(strides, 2, "strides")
+        self.padding = normalize_padding(padding)
+
+    def _kw(self):
+        return dict(
+            pool_size=_op_arg(self.pool_size), strides=_op_arg(self.strides), padding=self.padding
+        )
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        if h is None or w is None:
+            return (n, None, None, c)
+        try:
+            oh, ow = ops.pool2d_output_shape((int(h), int(w)), **self._kw())
+        except ValueError:
+            raise ValueError(
+                f"Computed output size would be negative or zero for layer '{self.name}': input "
+                f"shape {format_shape(input_shape)}, pool_size={self.pool_size}, "
+                f"strides={self.strides}, padding='{self.padding}'."
+            ) from None
+        return (n, int(oh), int(ow), c)
+
+    def forward(self, x, training=False):
+        self._x = x
+        return type(self)._fwd(x, **self._kw())
+
+    def backward(self, dy, need_dx=True):
+        if not need_dx:
+            return None
+        return type(self)._bwd(self._x, dy, **self._kw())
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(
+            pool_size=list(self.pool_size),
+            strides=list(self.strides),
+            padding=self.padding,
+            data_format="channels_last",
+        )
+        return cfg
+
+
+@register_layer
+class MaxPooling2D(_Pooling2D):
+    """Max pooling; strides default to pool_size; 'same' ignores padded cells."""
+
+    _fwd = staticmethod(lambda x, **kw: ops.max_pool2d(x, **kw))
+    _bwd = staticmethod(lambda x, dy, **kw: ops.max_pool2d_grad(x, dy, **kw))
+
+
+@register_layer
+class AveragePooling2D(_Pooling2D):
+    """Average pooling; 'same' averages only the cells inside the image."""
+
+    _fwd = staticmethod(lambda x, **kw: ops.avg_pool2d(x, **kw))
+    _bwd = staticmethod(lambda x, dy, **kw: ops.avg_pool2d_grad(x, dy, **kw))
+
+
+MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D

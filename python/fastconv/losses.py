@@ -1,0 +1,360 @@
+"""Losses (Keras names, ``from_logits``, 'sum_over_batch_size' reduction).
+
+Each loss computes per-sample values and the gradient of their batch mean in one vectorised pass:
+``loss.compute(y_true, y_pred) -> (per_sample (n,), d mean / d y_pred)``. The crossentropies
+also offer ``compute_from_logits`` which the model uses (fused and stable) when its last layer ends
+with the matching activation (softmax for the categorical ones, sigmoid for the binary one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ops
+
+__all__ = [
+    "Loss",
+    "SparseCategoricalCrossentropy",
+    "CategoricalCrossentropy",
+    "BinaryCrossentropy",
+    "MeanSquaredError",
+    "sparse_categorical_crossentropy",
+    "categorical_crossentropy",
+    "binary_crossentropy",
+    "mean_squared_error",
+    "get",
+    "serialize",
+]
+
+EPSILON = 1e-7
+
+
+def _f32(a):
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+class Loss:
+    """Base class. ``fused_activation`` names the activation this loss can absorb."""
+
+    fused_activation: str | None = None
+
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        if reduction not in ("sum_over_batch_size", "auto", None, "mean"):
+            raise ValueError(
+                f"fastconv losses support only reduction='sum_over_batch_size'. "
+                f"Received: {reduction!r}"
+            )
+        self.name = name or _snake(type(self).__name__)
+        self.reduction = "sum_over_batch_size"
+
+    def prepare_targets(self, y_true, y_pred_shape):
+        """Validate and convert targets for predictions of shape ``y_pred_shape`` (batch first)."""
+        return _f32(y_true)
+
+    def compute(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def compute_from_logits(self, y_true, logits):
+        raise NotImplementedError
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise NotImplementedError("sample_weight is not supported by fastconv losses")
+        y_pred = _f32(y_pred)
+        per_sample, _ = self.compute(self.prepare_targets(y_true, y_pred.shape), y_pred)
+        return float(np.mean(per_sample, dtype=np.float64))
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _snake(name):
+    from .layers.base import to_snake_case
+
+    return to_snake_case(name)
+
+
+def _rows(a):
+    return a.reshape(-1, a.shape[-1])
+
+
+def _per_sample(row_values, n):
+    return row_values.reshape(n, -1).mean(axis=1)
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Crossentropy with integer labels in ``[0, num_classes)``."""
+
+    fused_activation = "softmax"
+
+    def __init__(self, from_logits=False, ignore_class=None, name=None, **kwargs):
+        super().__init__(name=name or "sparse_categorical_crossentropy", **kwargs)
+        if ignore_class is not None:
+            raise ValueError("fastconv does not support `ignore_class`")
+        self.from_logits = bool(from_logits)
+
+    def prepare_targets(self, y_true, y_pred_shape):
+        y = np.asarray(y_true)
+        n, k = y_pred_shape[0], y_pred_shape[-1]
+        expected = tuple(y_pred_shape[:-1])
+        if y.shape != expected and not (y.shape == expected + (1,)):
+            raise ValueError(
+                f"Sparse categorical labels must have shape {expected} (one integer class index "
+                f"per sample) for predictions of shape {tuple(y_pred_shape)}; received labels of "
+                f"shape {y.shape}."
+            )
+        if y.dtype.kind not in "iub":
+            if y.dtype.kind != "f":
+                raise ValueError(f"Labels must be integers, received dtype {y.dtype}")
+            if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+                raise ValueError(
+                    "Sparse categorical labels must be integer class indices; received "
+                    "non-integer or non-finite values."
+                )
+        y = y.reshape(-1).astype(np.int64)
+        if y.size:
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= k:
+                bad = lo if lo < 0 else hi
+                raise ValueError(
+                    f"Received a label value of {bad} which is outside the valid range of "
+                    f"[0, {k}). Labels must be integers in [0, {k}) for a model with {k} outputs."
+                )
+        del n
+        return y
+
+    def _fused(self, labels, logits):
+        z = _rows(_f32(logits))
+        losses, d = ops.sparse_softmax_cross_entropy(z, labels)
+        d *= np.float32(1.0 / len(z))
+        return _per_sample(losses, logits.shape[0]), d.reshape(logits.shape)
+
+    def compute_from_logits(self, y_true, logits):
+        return self._fused(y_true, logits)
+
+    def compute(self, y_true, y_pred):
+        if self.from_logits:
+            return self._fused(y_true, y_pred)
+        y = _rows(_f32(y_pred))
+        rows = np.arange(len(y))
+        s = y.sum(axis=-1, keepdims=True)
+        q = y / s
+        p_true = q[rows, y_true]
+        p_clip = np.clip(p_true, EPSILON, 1.0 - EPSILON)
+        losses = -np.log(p_clip)
+        g_q = np.zeros_like(q)
+        inside = (p_true > EPSILON) & (p_true < 1.0 - EPSILON)
+        g_q[rows, y_true] = np.where(inside, -1.0 / p_clip, 0.0)
+        dy = (g_q - np.sum(g_q * q, axis=-1, keepdims=True)) / s
+        dy *= np.float32(1.0 / len(y))
+        return _per_sample(losses, y_pred.shape[0]), _f32(dy).reshape(y_pred.shape)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["from_logits"] = self.from_logits
+        return cfg
+
+
+class CategoricalCrossentropy(Loss):
+    """Crossentropy with one-hot (or soft) targets of the predictions' shape."""
+
+    fused_activation = "softmax"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, name=None, **kwargs):
+        super().__init__(name=name or "categorical_crossentropy", **kwargs)
+        if axis != -1:
+            raise ValueError("fastconv CategoricalCrossentropy supports only axis=-1")
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+        self.axis = -1
+
+    def prepare_targets(self, y_true, y_pred_shape):
+        y = _f32(y_true)
+        if y.shape != tuple(y_pred_shape):
+            hint = ""
+            if y.shape == tuple(y_pred_shape[:-1]) or y.shape == tuple(y_pred_shape[:-1]) + (1,):
+                hint = (
+                    " These look like integer labels: use loss='sparse_categorical_crossentropy'"
+                    " or one-hot encode them."
+                )
+            raise ValueError(
+                f"Arguments `target` and `output` must have the same shape. Received: "
+                f"target.shape={y.shape}, output.shape={tuple(y_pred_shape)}.{hint}"
+            )
+        if self.label_smoothing:
+            k = y.shape[-1]
+            y = _f32(y * (1.0 - self.label_smoothing) + self.label_smoothing / k)
+        return y
+
+    def _fused(self, t, logits):
+        z = _rows(_f32(logits))
+        losses, d = ops.softmax_cross_entropy(z, _rows(t))
+        d *= np.float32(1.0 / len(z))
+        return _per_sample(losses, logits.shape[0]), d.reshape(logits.shape)
+
+    def compute_from_logits(self, y_true, logits):
+        return self._fused(y_true, logits)
+
+    def compute(self, y_true, y_pred):
+        if self.from_logits:
+            return self._fused(y_true, y_pred)
+        y, t = _rows(_f32(y_pred)), _rows(y_true)
+        s = y.sum(axis=-1, keepdims=True)
+        q = y / s
+        p = np.clip(q, EPSILON, 1.0 - EPSILON)
+        losses = -np.sum(t * np.log(p), axis=-1)
+        inside = (q > EPSILON) & (q < 1.0 - EPSILON)
+        g_q = np.where(inside, -t / p, 0.0)
+        dy = (g_q - np.sum(g_q * q, axis=-1, keepdims=True)) / s
+        dy *= np.float32(1.0 / len(y))
+        return _per_sample(losses, y_pred.shape[0]), _f32(dy).reshape(y_pred.shape)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=-1)
+        return cfg
+
+
+class BinaryCrossentropy(Loss):
+    """Binary crossentropy, averaged over the last axis then over the batch."""
+
+    fused_activation = "sigmoid"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, name=None, **kwargs):
+        super().__init__(name=name or "binary_crossentropy", **kwargs)
+        if axis != -1:
+            raise ValueError("fastconv BinaryCrossentropy supports only axis=-1")
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+        self.axis = -1
+
+    def prepare_targets(self, y_true, y_pred_shape):
+        y = _f32(y_true)
+        shape = tuple(y_pred_shape)
+        if y.shape != shape:
+            if y.shape == shape[:-1] and shape[-1] == 1:
+                y = y.reshape(shape)
+            else:
+                raise ValueError(
+                    f"Arguments `target` and `output` must have the same shape. Received: "
+                    f"target.shape={y.shape}, output.shape={shape}"
+                )
+        if self.label_smoothing:
+            y = _f32(y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing)
+        return y
+
+    def _fused(self, t, logits):
+        z = _f32(logits)
+        z2 = z.reshape(z.shape[0], -1) if z.ndim != 2 else z
+        losses, d = ops.sigmoid_binary_cross_entropy(z2, t.reshape(z2.shape))
+        d *= np.float32(1.0 / d.size)
+        return losses.reshape(z.shape[0], -1).mean(axis=1), d.reshape(z.shape)
+
+    def compute_from_logits(self, y_true, logits):
+        return self._fused(y_true, logits)
+
+    def compute(self, y_true, y_pred):
+        if self.from_logits:
+            return self._fused(y_true, y_pred)
+        y = _f32(y_pred)
+        t = y_true
+        p = np.clip(y, EPSILON, 1.0 - EPSILON)
+        elem = -(t * np.log(p) + (1.0 - t) * np.log(1.0 - p))
+        inside = (y > EPSILON) & (y < 1.0 - EPSILON)
+        dy = np.where(inside, (p - t) / (p * (1.0 - p)), 0.0) * (1.0 / y.size)
+        return elem.reshape(y.shape[0], -1).mean(axis=1), _f32(dy)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=-1)
+        return cfg
+
+
+class MeanSquaredError(Loss):
+    def __init__(self, name=None, **kwargs):
+        super().__init__(name=name or "mean_squared_error", **kwargs)
+
+    def prepare_targets(self, y_true, y_pred_shape):
+        y = _f32(y_true)
+        shape = tuple(y_pred_shape)
+        if y.shape != shape:
+            if y.shape == shape[:-1] and shape[-1] == 1:
+                return y.reshape(shape)
+            raise ValueError(
+                f"Arguments `target` and `output` must have the same shape. Received: "
+                f"target.shape={y.shape}, output.shape={shape}"
+            )
+        return y
+
+    def compute(self, y_true, y_pred):
+        diff = _f32(y_pred) - y_true
+        per = (diff * diff).reshape(diff.shape[0], -1).mean(axis=1)
+        return per, _f32(diff * (2.0 / diff.size))
+
+
+_BY_NAME = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+}
+_CLASSES = {
+    c.__name__: c
+    for c in (
+        SparseCategoricalCrossentropy,
+        CategoricalCrossentropy,
+        BinaryCrossentropy,
+        MeanSquaredError,
+    )
+}
+
+
+def _fn(cls):
+    def f(y_true, y_pred, from_logits=False):
+        kw = {} if cls is MeanSquaredError else {"from_logits": from_logits}
+        loss = cls(**kw)
+        y_pred = _f32(y_pred)
+        per, _ = loss.compute(loss.prepare_targets(y_true, y_pred.shape), y_pred)
+        return per
+
+    return f
+
+
+sparse_categorical_crossentropy = _fn(SparseCategoricalCrossentropy)
+categorical_crossentropy = _fn(CategoricalCrossentropy)
+binary_crossentropy = _fn(BinaryCrossentropy)
+mean_squared_error = _fn(MeanSquaredError)
+_FUNCS = {
+    sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
+    categorical_crossentropy: CategoricalCrossentropy,
+    binary_crossentropy: BinaryCrossentropy,
+    mean_squared_error: MeanSquaredError,
+}
+
+
+def get(identifier) -> Loss:
+    """Resolve a loss name, a function of this module, a config dict or a Loss instance."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier.lower()) or _CLASSES.get(identifier)
+        if cls is not None:
+            return cls()
+    if callable(identifier) and identifier in _FUNCS:
+        return _FUNCS[identifier]()
+    if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"}:
+        cls = _CLASSES.get(identifier["class_name"])
+        if cls is not None and isinstance(identifier["config"], dict):
+            return cls.from_config(identifier["config"])
+    raise ValueError(
+        f"Could not interpret loss identifier: {identifier!r}. Known: {sorted(_BY_NAME)}"
+    )
+
+
+def serialize(loss: Loss):
+    return {"class_name": type(loss).__name__, "config": loss.get_config()}

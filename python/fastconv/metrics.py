@@ -1,0 +1,170 @@
+"""Metrics: running, sample-weighted means over an epoch (as Keras)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "Metric",
+    "Mean",
+    "Accuracy",
+    "SparseCategoricalAccuracy",
+    "CategoricalAccuracy",
+    "BinaryAccuracy",
+    "get",
+    "serialize",
+]
+
+
+class Metric:
+    """Base class: ``update_state``, ``result``, ``reset_state``."""
+
+    def __init__(self, name=None, dtype=None):
+        from .layers.base import to_snake_case
+
+        self.name = name or to_snake_case(type(self).__name__)
+        self.reset_state()
+
+    def reset_state(self):
+        pass
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        raise NotImplementedError
+
+    def result(self):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        self.update_state(y_true, y_pred, sample_weight)
+        return self.result()
+
+
+class Mean(Metric):
+    """Weighted running mean of values."""
+
+    def reset_state(self):
+        self.total = 0.0
+        self.count = 0.0
+
+    def update_state(self, values, sample_weight=None):
+        v = np.asarray(values, dtype=np.float64)
+        if sample_weight is None:
+            self.total += float(v.sum())
+            self.count += float(v.size)
+        else:
+            w = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), v.shape)
+            self.total += float((v * w).sum())
+            self.count += float(w.sum())
+
+    def result(self):
+        return self.total / self.count if self.count else 0.0
+
+
+class _MeanOfValues(Mean):
+    """Mean over samples of a per-sample value computed by ``values(y_true, y_pred)``."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        super().update_state(self.values(np.asarray(y_true), np.asarray(y_pred)), sample_weight)
+
+
+class SparseCategoricalAccuracy(_MeanOfValues):
+    def __init__(self, name="sparse_categorical_accuracy", dtype=None):
+        super().__init__(name=name)
+
+    @staticmethod
+    def values(y_true, y_pred):
+        pred = np.argmax(y_pred, axis=-1)
+        t = y_true.reshape(pred.shape) if y_true.size == pred.size else y_true
+        return (pred == t).astype(np.float32)
+
+
+class CategoricalAccuracy(_MeanOfValues):
+    def __init__(self, name="categorical_accuracy", dtype=None):
+        super().__init__(name=name)
+
+    @staticmethod
+    def values(y_true, y_pred):
+        return (np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1)).astype(np.float32)
+
+
+class BinaryAccuracy(_MeanOfValues):
+    def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
+        self.threshold = float(threshold)
+        super().__init__(name=name)
+
+    def values(self, y_true, y_pred):
+        t = y_true.reshape(y_pred.shape) if y_true.size == y_pred.size else y_true
+        hit = ((y_pred > self.threshold) == (t > 0.5)).astype(np.float32)
+        return hit.reshape(hit.shape[0], -1).mean(axis=1) if hit.ndim > 1 else hit
+
+    def get_config(self):
+        return {"name": self.name, "threshold": self.threshold}
+
+
+class Accuracy(_MeanOfValues):
+    """Exact-equality accuracy (``keras.metrics.Accuracy``)."""
+
+    @staticmethod
+    def values(y_true, y_pred):
+        t = y_true.reshape(y_pred.shape) if y_true.size == y_pred.size else y_true
+        return (t == y_pred).astype(np.float32)
+
+
+class _AutoAccuracy(Mean):
+    """``"accuracy"``: resolved from the shapes at first use, with Keras 3's rule."""
+
+    def __init__(self, name="accuracy"):
+        self._impl = None
+        super().__init__(name=name)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+        if self._impl is None:
+            if y_pred.shape[-1] == 1:
+                self._impl = BinaryAccuracy()
+            elif y_true.ndim < y_pred.ndim or y_true.shape[-1] == 1:
+                self._impl = SparseCategoricalAccuracy()
+            else:
+                self._impl = CategoricalAccuracy()
+        super().update_state(self._impl.values(y_true, y_pred), sample_weight)
+
+
+_CLASSES = {
+    c.__name__: c
+    for c in (Mean, Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy)
+}
+_BY_NAME = {
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "binary_accuracy": BinaryAccuracy,
+}
+
+
+def get(identifier) -> Metric:
+    """Resolve "accuracy"/"acc", a metric name, a config dict or a Metric instance."""
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, str):
+        if identifier.lower() in ("accuracy", "acc"):
+            return _AutoAccuracy(name=identifier)
+        cls = _BY_NAME.get(identifier.lower()) or _CLASSES.get(identifier)
+        if cls is not None:
+            return cls()
+    if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"}:
+        if identifier["class_name"] == "_AutoAccuracy" and isinstance(identifier["config"], dict):
+            return _AutoAccuracy(**identifier["config"])
+        cls = _CLASSES.get(identifier["class_name"])
+        if cls is not None and isinstance(identifier["config"], dict):
+            return cls.from_config(identifier["config"])
+    raise ValueError(f"Could not interpret metric identifier: {identifier!r}")
+
+
+def serialize(metric: Metric):
+    return {"class_name": type(metric).__name__, "config": metric.get_config()}

@@ -1,0 +1,194 @@
+"""Optimizers with Keras 3 defaults and update rules, applied in place by fastconv.ops.
+
+State arrays (momentum, velocity, moments) are allocated once per weight array (float32,
+C-contiguous) and reused at every step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ops
+
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "get", "serialize"]
+
+
+class Optimizer:
+    def __init__(self, learning_rate=0.001, name=None, **kwargs):
+        for key in ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay"):
+            if kwargs.pop(key, None) is not None:
+                raise ValueError(f"fastconv optimizers do not support `{key}`")
+        for key in ("use_ema", "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor"):
+            kwargs.pop(key, None)
+        if kwargs.pop("gradient_accumulation_steps", None) not in (None, 1):
+            raise ValueError("fastconv optimizers do not support gradient accumulation")
+        if kwargs:
+            raise TypeError(f"Unexpected arguments to {type(self).__name__}: {sorted(kwargs)}")
+        self.learning_rate = learning_rate
+        self.name = name or type(self).__name__.lower()
+        self.iterations = 0
+        self._state: dict[int, tuple] = {}
+
+    @property
+    def learning_rate(self):
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        value = float(value)
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"learning_rate must be a non-negative number. Received: {value}")
+        self._learning_rate = value
+
+    def _slots(self, param):
+        """Per-weight state arrays, created once (keyed by the weight array's identity)."""
+        st = self._state.get(id(param))
+        if st is None or st[0] is not param:
+            st = (param,) + tuple(
+                np.zeros(param.shape, dtype=np.float32) for _ in range(self._n_slots)
+            )
+            self._state[id(param)] = st
+        return st[1:]
+
+    _n_slots = 0
+
+    def apply(self, grads, params):
+        """One update of ``params`` (float32 C-contiguous arrays, updated in place)."""
+        self.iterations += 1
+        for p, g in zip(params, grads):
+            if g is None:
+                continue
+            self._update(p, g, self._slots(p))
+
+    def apply_gradients(self, grads_and_vars):
+        pairs = list(grads_and_vars)
+        self.apply([g for g, _ in pairs], [v for _, v in pairs])
+
+    @property
+    def variables(self):
+        return [s for st in self._state.values() for s in st[1:]]
+
+    def _update(self, p, g, slots):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"name": self.name, "learning_rate": self.learning_rate}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class SGD(Optimizer):
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name=None, **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"`momentum` must be a float between [0, 1]. Received: {momentum}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self._n_slots = 1 if self.momentum else 0
+
+    def _update(self, p, g, slots):
+        ops.sgd_update(
+            p,
+            g,
+            slots[0] if slots else None,
+            learning_rate=self.learning_rate,
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+        )
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(momentum=self.momentum, nesterov=self.nesterov)
+        return cfg
+
+
+class RMSprop(Optimizer):
+    _n_slots = 1
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        rho=0.9,
+        momentum=0.0,
+        epsilon=1e-7,
+        centered=False,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if momentum or centered:
+            raise ValueError("fastconv RMSprop supports only momentum=0.0 and centered=False")
+        self.rho, self.epsilon = float(rho), float(epsilon)
+        self.momentum, self.centered = 0.0, False
+
+    def _update(self, p, g, slots):
+        ops.rmsprop_update(
+            p, g, slots[0], learning_rate=self.learning_rate, rho=self.rho, epsilon=self.epsilon
+        )
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(rho=self.rho, momentum=0.0, epsilon=self.epsilon, centered=False)
+        return cfg
+
+
+class Adam(Optimizer):
+    _n_slots = 2
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-7,
+        amsgrad=False,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if amsgrad:
+            raise ValueError("fastconv Adam does not support amsgrad=True")
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.amsgrad = False
+
+    def _update(self, p, g, slots):
+        ops.adam_update(
+            p,
+            g,
+            slots[0],
+            slots[1],
+            learning_rate=self.learning_rate,
+            beta_1=self.beta_1,
+            beta_2=self.beta_2,
+            epsilon=self.epsilon,
+            iteration=self.iterations,
+        )
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, amsgrad=False)
+        return cfg
+
+
+_CLASSES = {"SGD": SGD, "RMSprop": RMSprop, "Adam": Adam}
+_BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
+
+
+def get(identifier) -> Optimizer:
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"}:
+        cls = _CLASSES.get(identifier["class_name"])
+        if cls is not None and isinstance(identifier["config"], dict):
+            return cls.from_config(identifier["config"])
+    raise ValueError(
+        f"Could not interpret optimizer identifier: {identifier!r}. Known: {sorted(_BY_NAME)}"
+    )
+
+
+def serialize(opt: Optimizer):
+    return {"class_name": type(opt).__name__, "config": opt.get_config()}

@@ -1,0 +1,59 @@
+"""Shared fixtures: every numeric test runs once per ISA path the machine can run."""
+
+from __future__ import annotations
+
+import os
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # so tests can `import reference`
+
+try:
+    import fastconv
+    import fastconv._core
+
+    _IMPORT_ERROR = None
+    _ISAS = list(fastconv.info()["isas_available"])
+except Exception as exc:  # reported by the fixtures below, not at collection
+    _IMPORT_ERROR = exc
+    _ISAS = ["unavailable"]
+
+
+def pytest_generate_tests(metafunc):
+    if "isa" in metafunc.fixturenames:
+        metafunc.parametrize("isa", _ISAS, indirect=True, scope="function")
+
+
+@pytest.fixture
+def isa(request):
+    """Force one kernel path with fastconv._core.set_isa and restore the previous one after."""
+    if _IMPORT_ERROR is not None:
+        pytest.fail(f"fastconv is not importable: {_IMPORT_ERROR!r}")
+    previous = fastconv._core.get_isa()
+    fastconv._core.set_isa(request.param)
+    assert fastconv._core.get_isa() == request.param
+    try:
+        yield request.param
+    finally:
+        fastconv._core.set_isa(previous)
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test id: deterministic, different for every test."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def restore_threads():
+    """Restore fastconv's thread count after a test that changes it."""
+    if _IMPORT_ERROR is not None:
+        pytest.fail(f"fastconv is not importable: {_IMPORT_ERROR!r}")
+    n = fastconv.get_num_threads()
+    try:
+        yield n
+    finally:
+        fastconv.set_num_threads(n)

@@ -259,7 +259,7 @@ def conv2d(
     dilation_rate: IntPair = 1,
     activation: str | None = None,
 ) -> np.ndarray:
-    """2-D convolution of NHWC ``x`` with a (kh, kw, in, out) kernel; optional bias and fused ReLU."""
+    """2-D convolution of NHWC ``x`` with a (kh, kw, in, out) kernel, optional bias, fused ReLU."""
     plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
     relu_fused = _activation(activation)
     b = None

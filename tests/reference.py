@@ -150,14 +150,17 @@ def _max_pool_argmax(x, pool_size, strides, padding):
     x = np.asarray(x, np.float64)
     (ph, pw), (sh, sw), (oh, ow), pads = _pool_geometry(x.shape, pool_size, strides, padding)
     xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-np.inf)
+    inside = np.pad(
+        np.ones((1, x.shape[1], x.shape[2], 1), bool), ((0, 0), pads[0], pads[1], (0, 0))
+    )
     best = np.full((x.shape[0], oh, ow, x.shape[3]), -np.inf)
     idx = np.full(best.shape, -1, dtype=np.int64)
     for a in range(ph):
         for b in range(pw):
             v = _window(xp, a, b, sh, sw, oh, ow)
-            better = v > best  # strict: an equal later cell never replaces the first max
-            if a == 0 and b == 0:
-                better = np.ones_like(better)
+            # strict: an equal later cell never replaces the first max; padding never counts,
+            # the first inside cell is taken even when it is -inf
+            better = _window(inside, a, b, sh, sw, oh, ow) & ((v > best) | (idx < 0))
             best = np.where(better, v, best)
             idx = np.where(better, a * pw + b, idx)
     return best, idx, ((ph, pw), (sh, sw), (oh, ow), pads, xp.shape)

@@ -266,7 +266,7 @@ def test_published_hashes_look_right():
 
 # ----------------------------------------------------------------------------- digits
 def test_digits_shapes_and_ranges():
-    (x_train, y_train), (x_test, y_test) = digits.load_data()
+    (x_train, y_train), (x_test, y_test) = digits.load_data(shifted_copies=False)
     assert x_train.shape == (1347, 28, 28) and x_test.shape == (450, 28, 28)
     assert y_train.shape == (1347,) and y_test.shape == (450,)
     for a in (x_train, y_train, x_test, y_test):
@@ -280,8 +280,8 @@ def test_digits_shapes_and_ranges():
 
 
 def test_digits_deterministic_stratified_and_complete():
-    (a, b), (c, d) = digits.load_data()
-    (a2, b2), (c2, d2) = digits.load_data()
+    (a, b), (c, d) = digits.load_data(shifted_copies=False)
+    (a2, b2), (c2, d2) = digits.load_data(shifted_copies=False)
     np.testing.assert_array_equal(a, a2)
     np.testing.assert_array_equal(d, d2)
     raw_images, raw_labels = digits._load_raw()
@@ -292,6 +292,24 @@ def test_digits_deterministic_stratified_and_complete():
     share = np.bincount(d) / np.bincount(raw_labels)
     assert np.all(np.abs(share - 450 / 1797) < 0.01)
     assert not np.all(b[:-1] <= b[1:])  # shuffled, not sorted by class
+
+
+def test_digits_shifted_copies_extend_only_the_training_set():
+    (plain_x, plain_y), (plain_tx, plain_ty) = digits.load_data(shifted_copies=False)
+    (x, y), (tx, ty) = digits.load_data()
+    n = len(plain_x)
+    assert x.shape == (5 * n, 28, 28) and y.shape == (5 * n,)
+    np.testing.assert_array_equal(x[:n], plain_x)
+    np.testing.assert_array_equal(tx, plain_tx)
+    np.testing.assert_array_equal(ty, plain_ty)
+    for k in range(1, 5):
+        copy = x[k * n : (k + 1) * n]
+        np.testing.assert_array_equal(y[k * n : (k + 1) * n], plain_y)
+        # a one-pixel shift of the original: same ink, different placement
+        np.testing.assert_array_equal(copy.sum(axis=(1, 2)), plain_x.sum(axis=(1, 2)))
+        assert not np.array_equal(copy, plain_x)
+        moved = [np.roll(plain_x, s, axis=(1, 2)) for s in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+        assert any(np.array_equal(copy, m) for m in moved)
 
 
 def test_digits_resize_matches_pillow_bilinear():

@@ -394,6 +394,19 @@ def test_max_pool2d_same_ignores_padding(isa, rng):
         check(ops.max_pool2d_grad(x, dy, p, s, "same"), ref.max_pool2d_grad(x, dy, p, s, "same"))
 
 
+def test_max_pool2d_infinite_values(isa, rng):
+    x = rng.standard_normal((2, 5, 7, 3)).astype(np.float32)
+    x[0, :3, :3, :] = -np.inf  # whole windows of -inf: the first inside cell gets the gradient
+    x[1, 2, 2, 1] = np.inf
+    for p, s, pad in [(2, 2, "same"), (3, 1, "same"), (2, 1, "valid"), (3, 2, "same")]:
+        y = ops.max_pool2d(x, p, s, pad)
+        check_exact(y, ref.max_pool2d(x, p, s, pad), "max_pool2d")
+        dy = ints(rng, y.shape, 1, 3)
+        check_exact(
+            ops.max_pool2d_grad(x, dy, p, s, pad), ref.max_pool2d_grad(x, dy, p, s, pad), "dx"
+        )
+
+
 def test_avg_pool2d_same_averages_only_inside_cells(isa):
     x = np.ones((1, 5, 7, 2), np.float32)
     for p, s in [(2, 2), (3, 2), (2, 1), (3, 3), ((2, 3), (1, 2))]:
@@ -1033,3 +1046,143 @@ def test_reference_optimizers_match_torch():
         opt.step()
         w, m, v = ref.adam_step(w, g, m, v, 0.01, t, eps=1e-12)
     np.testing.assert_allclose(p.detach().numpy(), w, rtol=1e-9)
+
+
+# ============================================================================================
+# more input handling: misaligned buffers, other dtypes, parameter types, inputs left untouched
+
+
+def _misaligned(a, offset):
+    """A C-contiguous float32 copy of `a` whose data starts `offset` bytes past a fresh buffer
+    (offset 1: not even 4-byte aligned; 4, 12: aligned for float32 but not for SIMD)."""
+    a = np.asarray(a, np.float32)
+    buf = np.frombuffer(bytearray(a.nbytes + 64), np.uint8)
+    start = (-buf.ctypes.data) % 64 + offset
+    out = buf[start : start + a.nbytes].view(np.float32).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("offset", [1, 4, 12])
+def test_misaligned_buffers(isa, rng, offset):
+    x = rng.standard_normal((2, 9, 11, 17)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 17, 33)).astype(np.float32)
+    dy = rng.standard_normal((2, 5, 6, 33)).astype(np.float32)
+    kw = dict(strides=2, padding="same")
+    xm, km, dym = (_misaligned(a, offset) for a in (x, k, dy))
+    assert xm.ctypes.data % 64 == offset
+    check(ops.conv2d(xm, km, **kw), ref.conv2d(x, k, **kw), what="conv2d")
+    for got, exp in zip(ops.conv2d_grad(xm, km, dym, **kw), ref.conv2d_grad(x, k, dy, **kw)):
+        check(got, exp, what="conv2d_grad")
+    kd64 = rng.standard_normal((x[0].size, 33)).astype(np.float32)
+    xd, kd = _misaligned(x.reshape(2, -1), offset), _misaligned(kd64, offset)
+    check(ops.dense(xd, kd), ref.dense(xd, kd), what="dense")
+    check(ops.relu(xm), ref.relu(x), what="relu")
+    check(ops.max_pool2d(xm, 3, 2, "same"), ref.max_pool2d(x, 3, 2, "same"), what="max_pool2d")
+    check(ops.avg_pool2d(xm, 3, 2, "same"), ref.avg_pool2d(x, 3, 2, "same"), what="avg_pool2d")
+    if offset % 4 == 0:  # in-place updates need float32-aligned C-contiguous arrays
+        w = rng.standard_normal(37).astype(np.float32)
+        g = rng.standard_normal(37).astype(np.float32)
+        wm, mm, vm = (
+            _misaligned(w, offset),
+            _misaligned(np.zeros(37), offset),
+            _misaligned(np.zeros(37), offset),
+        )
+        ops.adam_update(wm, g, mm, vm, learning_rate=0.01, iteration=1)
+        check(wm, ref.adam_step(w, g, np.zeros(37), np.zeros(37), 0.01, 1)[0], tol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.int64, np.uint8])
+def test_other_numeric_dtypes_are_converted(isa, rng, dtype):
+    x = rng.integers(0, 4, size=(2, 6, 5, 3)).astype(dtype)
+    k = rng.integers(-2, 3, size=(3, 3, 3, 4)).astype(dtype)
+    check_exact(ops.conv2d(x, k, padding="same"), ref.conv2d(x, k, padding="same"), "conv2d")
+    check_exact(ops.max_pool2d(x), ref.max_pool2d(x), "max_pool2d")
+    check_exact(ops.relu(x), ref.relu(x), "relu")
+    xd, kd = x.reshape(2, -1), rng.integers(-2, 3, size=(90, 4)).astype(dtype)
+    check_exact(ops.dense(xd, kd), ref.dense(xd, kd), "dense")
+
+
+def test_parameter_types(isa, rng):
+    x = rng.standard_normal((1, 9, 8, 2)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 2, 3)).astype(np.float32)
+    exp = ref.conv2d(x, k, strides=(2, 1), dilation=(1, 2), padding="same")
+    for s, d in [
+        ((2, 1), (1, 2)),
+        ([2, 1], [1, 2]),
+        ((np.int64(2), np.int32(1)), np.array([1, 2])),
+    ]:
+        check(ops.conv2d(x, k, strides=s, dilation_rate=d, padding="same"), exp)
+    check(ops.conv2d(x, k, strides=np.int64(2)), ref.conv2d(x, k, strides=2))
+    check(ops.max_pool2d(x, np.int64(2), [1, 2]), ref.max_pool2d(x, 2, (1, 2)))
+    check(
+        ops.avg_pool2d(x, (np.int32(3), 2), None, "same"), ref.avg_pool2d(x, (3, 2), None, "same")
+    )
+
+
+def _snapshot(*arrays):
+    return [np.array(a, copy=True) for a in arrays]
+
+
+def test_inputs_are_not_modified_and_outputs_are_fresh(isa, rng):
+    x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    dy = rng.standard_normal((2, 7, 6, 4)).astype(np.float32)
+    dyp = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    xd, kd = x.reshape(2, -1), rng.standard_normal((126, 5)).astype(np.float32)
+    dyd = rng.standard_normal((2, 5)).astype(np.float32)
+    z = rng.standard_normal((4, 5)).astype(np.float32)
+    t = rng.random((4, 5)).astype(np.float32)
+    lab = np.array([1, 0, 4, 2])
+    inputs = (x, k, b, dy, dyp, xd, kd, dyd, z, t, lab)
+    before = _snapshot(*inputs)
+    for a in inputs:
+        a.flags.writeable = False  # read-only inputs must be accepted
+    calls = [
+        (ops.conv2d(x, k, b, padding="same", activation="relu"), (x, k, b)),
+        (ops.conv2d_grad(x, k, dy, padding="same"), (x, k, dy)),
+        (ops.relu(x), (x,)),
+        (ops.relu_grad(x, x), (x,)),
+        (ops.max_pool2d(x), (x,)),
+        (ops.max_pool2d_grad(x, dyp), (x, dyp)),
+        (ops.avg_pool2d_grad(x, dyp), (x, dyp)),
+        (ops.dense(xd, kd, activation="relu"), (xd, kd)),
+        (ops.dense_grad(xd, kd, dyd), (xd, kd)),
+        (ops.softmax(z), (z,)),
+        (ops.sigmoid(z), (z,)),
+        (ops.softmax_cross_entropy(z, t), (z, t)),
+        (ops.sparse_softmax_cross_entropy(z, lab), (z,)),
+        (ops.sigmoid_binary_cross_entropy(z, t), (z, t)),
+    ]
+    for a, b0 in zip(inputs, before):
+        np.testing.assert_array_equal(a, b0, err_msg="an op modified its input")
+    for i, (out, ins) in enumerate(calls):
+        for o in out if isinstance(out, tuple) else (out,):
+            if o is None:
+                continue
+            assert o.flags.writeable, f"call {i}: read-only output"
+            assert not any(np.shares_memory(o, a) for a in ins), f"call {i}: output aliases input"
+
+
+def test_relu_keeps_the_shape(isa):
+    for shape in [(), (0,), (5,), (2, 0, 3), (2, 3, 1, 1, 2)]:
+        x = np.full(shape, -1.5, np.float32)
+        assert ops.relu(x).shape == shape, f"relu of shape {shape}"
+        assert ops.relu_grad(x, x).shape == shape, f"relu_grad of shape {shape}"
+    assert ops.relu(np.float32(2.5)) == 2.5
+
+
+def test_dense_with_zero_input_features(isa, rng):
+    """in_features == 0: y = bias and dbias = dy.sum(0) (or a clean refusal)."""
+    x, k = np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    dy = rng.standard_normal((3, 4)).astype(np.float32)
+    try:
+        y = ops.dense(x, k, b)
+        grads = ops.dense_grad(x, k, dy)
+    except ValueError:
+        return
+    check(y, ref.dense(x, k, b), what="dense")
+    for got, exp, name in zip(grads, ref.dense_grad(x, k, dy), "dx dk db".split()):
+        check(got, exp, what=name)

@@ -85,6 +85,8 @@ CONV_BAD = {
     "strides 0": (lambda: ops.conv2d(X, K, strides=0), "strides", [], []),
     "strides -1": (lambda: ops.conv2d(X, K, strides=-1), "strides", [], []),
     "strides (1, 0)": (lambda: ops.conv2d(X, K, strides=(1, 0)), "strides", [], []),
+    "strides float": (lambda: ops.conv2d(X, K, strides=1.5), "strides", [], []),
+    "strides bool": (lambda: ops.conv2d(X, K, strides=True), "strides", [], []),
     "strides triple": (lambda: ops.conv2d(X, K, strides=(1, 1, 1)), "strides", [], []),
     "dilation 0": (lambda: ops.conv2d(X, K, dilation_rate=0), "dilation_rate", [], []),
     "dilation -2": (lambda: ops.conv2d(X, K, dilation_rate=(1, -2)), "dilation_rate", [], []),
@@ -198,6 +200,7 @@ def _pool_bad(pool, grad):
         "pool_size -1": (lambda: call(XP, -1), "pool_size", [], []),
         "pool_size (2, 0)": (lambda: call(XP, (2, 0)), "pool_size", [], []),
         "strides 0": (lambda: call(XP, 2, 0), "strides", [], []),
+        "pool_size float": (lambda: call(XP, 2.0), "pool_size", [], []),
         "strides -2": (lambda: call(XP, 2, (1, -2)), "strides", [], []),
         "padding word": (lambda: call(XP, 2, None, "full"), "padding", [], ["full"]),
         "window larger than image": (

@@ -4,6 +4,12 @@
 resizes them bilinearly to 20x20, scales them to 0..255 and centres them in 28x28 like MNIST's
 20x20 digits, then splits them (stratified, fixed seed) into 1,347 training and 450 test images,
 returned exactly as :func:`fastconv.datasets.mnist.load_data` returns MNIST.
+
+By default the training set also holds each training digit shifted by one pixel up, down, left
+and right (6,735 images). With 1,347 digits alone, the lecture's recipe (5 epochs, batch 64) is
+110 optimizer steps, too few to converge reliably: test accuracy measured 0.71 to 0.96 across
+seeds; with the shifted copies, 0.98 to 0.99. ``shifted_copies=False`` gives the plain split.
+The test set is never altered.
 """
 
 from __future__ import annotations
@@ -76,10 +82,20 @@ def _split_indices(labels: np.ndarray):
     return train, test
 
 
-def load_data():
+SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def load_data(shifted_copies: bool = True):
     """Return ``((x_train, y_train), (x_test, y_test))``: uint8 arrays of shapes
-    (1347, 28, 28), (1347,), (450, 28, 28), (450,); pixels 0..255, labels 0..9."""
+    (6735, 28, 28), (6735,), (450, 28, 28), (450,) (or 1,347 training images without the
+    shifted copies); pixels 0..255, labels 0..9."""
     images, labels = _load_raw()
     x = _to_mnist_like(images)
     train, test = _split_indices(labels)
-    return (x[train], labels[train]), (x[test], labels[test])
+    x_train, y_train = x[train], labels[train]
+    if shifted_copies:
+        # The 4-pixel black border makes a 1-pixel roll a clean shift.
+        copies = [np.roll(x_train, shift, axis=(1, 2)) for shift in SHIFTS]
+        x_train = np.concatenate([x_train, *copies])
+        y_train = np.tile(y_train, 1 + len(SHIFTS))
+    return (x_train, y_train), (x[test], labels[test])

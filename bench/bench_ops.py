@@ -11,6 +11,8 @@ prints the same comparisons as one table with GFLOP/s and percent of the machine
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import references
 
@@ -42,7 +44,7 @@ def _case(kind, s, op, torch):
 
 
 @pytest.mark.parametrize("kind, shape, op, impl", PARAMS)
-def test_op(benchmark, request, naive_mode, kind, shape, op, impl):
+def test_op(benchmark, request, naive_mode, blas_threads, kind, shape, op, impl):
     if impl == "torch":
         request.getfixturevalue("torch_module")  # skips when PyTorch is not installed
     if impl == "naive" and (naive_mode == "none" or (naive_mode == "small" and not shape.small)):
@@ -51,7 +53,9 @@ def test_op(benchmark, request, naive_mode, kind, shape, op, impl):
     _, s, _, flops, nbytes, impls, (naive_fn, _rows) = _case(kind, shape, op, torch)
     benchmark.group = f"{kind} {op} {s.id}"
     benchmark.extra_info.update(gflop=flops / 1e9, mbytes=nbytes / 1e6, impl=impl)
+    time.sleep(0.15)  # idle OpenBLAS threads of the previous test spin ~0.1 s before sleeping
     if impl == "naive":
+        blas_threads(1)  # its per-position matmuls are too small to share: 1 thread is its best
         benchmark.pedantic(naive_fn, rounds=1, iterations=1, warmup_rounds=0)
     else:
         fn = impls[impl]

@@ -85,6 +85,17 @@ def torch_module():
     return torch
 
 
+@pytest.fixture
+def blas_threads(request):
+    """set(n) changes NumPy's BLAS threads for one test; restored afterwards."""
+    import fastconv
+    import references
+
+    yield references.set_blas_threads
+    n = request.config.getoption("--bench-threads") or fastconv.get_num_threads()
+    references.set_blas_threads(n)
+
+
 @pytest.fixture(scope="session")
 def naive_mode(request):
     return request.config.getoption("--naive")

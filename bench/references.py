@@ -144,17 +144,16 @@ def naive_conv2d_dw(x, dy, kernel_shape, rows=None):
 
 
 def _im2col(x, kh, kw):
-    """(n*oh*ow, cin*kh*kw) in the natural order of sliding_window_view (one copy)."""
+    """(n*oh*ow, kh*kw*cin), rows in the kernel's (kh, kw, cin) order: one copy, cin innermost."""
     win = sliding_window_view(x, (kh, kw), axis=(1, 2))  # (n, oh, ow, cin, kh, kw), a view
     n, oh, ow, cin = win.shape[:4]
-    return win.reshape(n * oh * ow, cin * kh * kw), (n, oh, ow)
+    return win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kh * kw * cin), (n, oh, ow)
 
 
 def best_conv2d(x, kernel, bias=None, relu=True):
     kh, kw, cin, cout = kernel.shape
     cols, (n, oh, ow) = _im2col(x, kh, kw)
-    wk = kernel.transpose(2, 0, 1, 3).reshape(cin * kh * kw, cout)  # rows in (cin, kh, kw) order
-    y = cols @ wk
+    y = cols @ kernel.reshape(kh * kw * cin, cout)
     if bias is not None:
         y += bias
     if relu:
@@ -179,8 +178,7 @@ def best_conv2d_dw(x, dy, kernel_shape):
     kh, kw, cin, cout = kernel_shape
     cols, _ = _im2col(x, kh, kw)
     g = dy.reshape(-1, cout)
-    dw = (cols.T @ g).reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3)
-    return np.ascontiguousarray(dw), g.sum(axis=0)
+    return (cols.T @ g).reshape(kh, kw, cin, cout), g.sum(axis=0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,9 +17,14 @@ reported. Each repeat times a loop of calls at least --min-time long.
 - PyTorch at its best: channels_last, warm-up calls before timing, flush-denormal on, and the
   glibc heap kept (MALLOC_MMAP_THRESHOLD_=10000000000, set by re-executing this script unless
   --no-malloc-tuning; it applies to every library in the process, fastconv included).
+- Worker threads: idle OpenBLAS threads spin about 0.1 s after a call and OpenMP threads a few
+  ms; so that they never steal the cores of the implementation timed next, each sample starts
+  after an untimed pause (0.15 s after NumPy, 5 ms otherwise). fastconv and PyTorch share one
+  libgomp in this process.
 - Naive NumPy (a Python loop over output positions) is run once; where the whole layer would take
   longer than --naive-cap seconds, the first output rows are timed and the time is extrapolated to
-  all rows (every row costs the same) and marked with "~".
+  all rows (every row costs the same) and marked with "~". It runs with 1 BLAS thread: its
+  per-position matmuls are too small to share (2 threads are slower), so this is its best.
 """
 
 from __future__ import annotations
@@ -63,13 +68,22 @@ def parse_args(argv=None):
     return a
 
 
+def wanted_env(args):
+    """Environment this process should run with (read by glibc and OpenBLAS at start-up)."""
+    env = {}
+    if not args.no_malloc_tuning:
+        env["MALLOC_MMAP_THRESHOLD_"] = MMAP_THRESHOLD
+    return env
+
+
 def maybe_reexec(args):
-    """Re-executes this script with MALLOC_MMAP_THRESHOLD_ set (glibc reads it at start-up)."""
-    if args.no_malloc_tuning or os.environ.get("MALLOC_MMAP_THRESHOLD_") == MMAP_THRESHOLD:
+    """Re-executes this script once with wanted_env() set, unless it is set already."""
+    env = wanted_env(args)
+    if all(os.environ.get(k) == v for k, v in env.items()):
         return
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=MMAP_THRESHOLD)
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
+    argv = [sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
+    os.execve(sys.executable, argv, dict(os.environ, **env))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,8 +228,13 @@ def copy_bandwidth(np, threads, mbytes=512, repeats=5):
 # timing
 
 
-def time_interleaved(fns, repeats, min_time, warmup=2):
-    """{name: [seconds per call] x repeats}: round-robin over fns, the order rotated each repeat."""
+def time_interleaved(fns, repeats, min_time, warmup=2, gap=0.005, blas_gap=0.15):
+    """{name: [seconds per call] x repeats}: round-robin over fns, the order rotated each repeat.
+
+    An untimed sleep before each sample lets the previous implementation's spinning worker
+    threads go idle, so they do not steal the cores: ``blas_gap`` after NumPy (OpenBLAS spins
+    for about 2^28 cycles), ``gap`` otherwise.
+    """
     names = list(fns)
     loops = {}
     for name in names:
@@ -227,6 +246,7 @@ def time_interleaved(fns, repeats, min_time, warmup=2):
         one = time.perf_counter() - t0
         loops[name] = max(1, int(min_time / max(one, 1e-7)))
     samples = {name: [] for name in names}
+    previous = names[-1]
     gc.collect()
     gc.disable()
     try:
@@ -234,6 +254,8 @@ def time_interleaved(fns, repeats, min_time, warmup=2):
             k = r % len(names)
             for name in names[k:] + names[:k]:
                 fn, n = fns[name], loops[name]
+                time.sleep(blas_gap if previous == "numpy" else gap)
+                previous = name
                 t0 = time.perf_counter()
                 for _ in range(n):
                     fn()
@@ -245,6 +267,7 @@ def time_interleaved(fns, repeats, min_time, warmup=2):
 
 def time_naive(fn_rows, total_rows, cap):
     """(seconds for the whole layer, estimated?) of a naive loop, capped at about `cap` s."""
+    time.sleep(0.15)
     fn_rows(1)
     t0 = time.perf_counter()
     fn_rows(1)
@@ -320,7 +343,7 @@ def loadavg():
         return float("nan")
 
 
-def run_ops(args, torch, R, log):
+def run_ops(args, torch, R, threads, log):
     results = []
     for case in R.iter_cases(torch, args.only):
         kind, s, op, flops, nbytes, impls, (naive_fn, total_rows) = case
@@ -329,7 +352,10 @@ def run_ops(args, torch, R, log):
         med = {k: median(v) for k, v in samples.items()}
         naive, est = None, False
         if not args.no_naive:
+            R.set_blas_threads(1)  # its per-position matmuls are too small to share
             naive, est = time_naive(naive_fn, total_rows, args.naive_cap)
+            R.set_blas_threads(threads)
+            time.sleep(0.15)
         rec = dict(
             kind=kind,
             layer=s.id,
@@ -538,7 +564,7 @@ def main(argv=None):
         op_results, model_results = [], []
         if not args.no_ops:
             log("per-layer ops ...")
-            op_results = run_ops(args, torch, R, log)
+            op_results = run_ops(args, torch, R, threads, log)
         if not args.no_models:
             log("whole models ...")
             model_results = run_models(args, torch, R, threads, log)
@@ -571,7 +597,8 @@ def main(argv=None):
         f"{bandwidth:.1f} GB/s (read + write)",
         f"- times: medians of {args.repeats} interleaved repeats (>= {args.min_time * 1e3:.0f} ms "
         "each); ratios = other's time / fastconv's time (above 1: fastconv faster); naive NumPy "
-        f"once per case, capped at {args.naive_cap:g} s, '~' = extrapolated from the first rows",
+        f"once per case on 1 BLAS thread, capped at {args.naive_cap:g} s, '~' = extrapolated "
+        "from the first rows",
         "- conv fwd includes bias and ReLU (fused in fastconv); dx = input gradient; dw = kernel "
         "and bias gradients; dense bwd = dx, dw, db",
     ]

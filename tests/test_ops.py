@@ -768,6 +768,52 @@ def test_empty_batch(isa):
     check_exact(gb, np.zeros(4), "dense dbias")
 
 
+def test_empty_batch_losses(isa):
+    z = np.zeros((0, 5), np.float32)
+    assert ops.softmax(z).shape == (0, 5) and ops.sigmoid(z).shape == (0, 5)
+    loss, dz = ops.sparse_softmax_cross_entropy(z, np.zeros(0, np.int64))
+    assert loss.shape == (0,) and dz.shape == (0, 5)
+    loss, dz = ops.softmax_cross_entropy(z, z)
+    assert loss.shape == (0,) and dz.shape == (0, 5)
+    loss, dz = ops.sigmoid_binary_cross_entropy(z, z)
+    assert loss.shape == (0, 5) and dz.shape == (0, 5)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_random_sweep(isa, seed):
+    """Random layer geometries beyond the grid above: conv forward/backward and dense."""
+    r = np.random.default_rng(90000 + seed)
+    while True:
+        n, h, w = int(r.integers(1, 4)), int(r.integers(1, 30)), int(r.integers(1, 30))
+        cin, cout = int(r.integers(1, 70)), int(r.integers(1, 140))
+        k = (int(r.integers(1, 6)), int(r.integers(1, 6)))
+        s = (int(r.integers(1, 4)), int(r.integers(1, 4)))
+        d = (int(r.integers(1, 3)), int(r.integers(1, 3)))
+        pad = ("valid", "same")[int(r.integers(0, 2))]
+        oh, ow = ref.conv_output_shape((h, w), k, s, pad, d)
+        if oh > 0 and ow > 0:
+            break
+    x = r.standard_normal((n, h, w, cin)).astype(np.float32)
+    kern = r.standard_normal((*k, cin, cout)).astype(np.float32)
+    b = r.standard_normal(cout).astype(np.float32)
+    dy = r.standard_normal((n, oh, ow, cout)).astype(np.float32)
+    kw, rkw = (
+        dict(strides=s, padding=pad, dilation_rate=d),
+        dict(strides=s, padding=pad, dilation=d),
+    )
+    check(ops.conv2d(x, kern, b, **kw), ref.conv2d(x, kern, b, **rkw), what="conv2d")
+    grads = ops.conv2d_grad(x, kern, dy, **kw)
+    for got, exp, name in zip(grads, ref.conv2d_grad(x, kern, dy, **rkw), "dx dk db".split()):
+        check(got, exp, what=name)
+    bsz, fin, fout = int(r.integers(1, 100)), int(r.integers(1, 600)), int(r.integers(1, 200))
+    xd = r.standard_normal((bsz, fin)).astype(np.float32)
+    kd = r.standard_normal((fin, fout)).astype(np.float32)
+    dyd = r.standard_normal((bsz, fout)).astype(np.float32)
+    check(ops.dense(xd, kd), ref.dense(xd, kd), what="dense")
+    for got, exp, name in zip(ops.dense_grad(xd, kd, dyd), ref.dense_grad(xd, kd, dyd), "xkb"):
+        check(got, exp, what=f"dense d{name}")
+
+
 def test_nan_propagates(isa, rng):
     x = rng.standard_normal((2, 6, 7, 3)).astype(np.float32)
     x[1, 2, 3, 1] = np.nan

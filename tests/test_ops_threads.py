@@ -145,11 +145,25 @@ def test_omp_num_threads_respected(n):
 def test_gil_released_while_a_kernel_runs(restore_threads):
     """A pure-Python counting thread keeps counting while one long conv2d_grad runs."""
     fastconv.set_num_threads(1)  # leave the other core to the counting thread
+    for attempt in range(3):  # the machine is shared: a busy neighbour may starve the counter
+        try:
+            _check_gil_released()
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
+
+
+def _check_gil_released():
     r = np.random.default_rng(0)
-    x = r.standard_normal((6, 64, 64, 64)).astype(np.float32)
     k = r.standard_normal((3, 3, 64, 64)).astype(np.float32)
-    dy = r.standard_normal((6, 62, 62, 64)).astype(np.float32)
-    ops.conv2d_grad(x, k, dy)  # warm up
+    x = r.standard_normal((4, 64, 64, 64)).astype(np.float32)
+    t0 = time.perf_counter()
+    ops.conv2d_grad(x, k, np.ones((4, 62, 62, 64), np.float32))  # warm up, and time it
+    # size the batch so that one call lasts about 0.3 s
+    n = int(min(128, max(4, np.ceil(4 * 0.3 / (time.perf_counter() - t0)))))
+    x = r.standard_normal((n, 64, 64, 64)).astype(np.float32)
+    dy = r.standard_normal((n, 62, 62, 64)).astype(np.float32)
 
     count = [0]
     stop = threading.Event()

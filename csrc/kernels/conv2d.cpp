@@ -46,13 +46,31 @@ struct TapGather {
     return src + ((n * src_h + sy) * src_w + sx) * channels;
   }
 
-  // Writes taps [t0, t0 + count) of pixel p to dst[(t - t0) * dst_stride]. The kernel position
-  // advances incrementally: one division per call, not per tap.
-  void gather(int64_t p, int64_t t0, int64_t count, float* dst, int64_t dst_stride) const {
-    const int64_t x = p % grid_w;
+  // Position (n, y, x) of a pixel in the grid. Walking pixels in order advances it without the
+  // divisions that decoding each index would cost (they dominated layers with few channels).
+  struct Cursor {
+    int64_t n, y, x;
+  };
+
+  Cursor cursor(int64_t p) const {
     const int64_t rest = p / grid_w;
-    const int64_t y = rest % grid_h;
-    const int64_t n = rest / grid_h;
+    return {rest / grid_h, rest % grid_h, p % grid_w};
+  }
+
+  void advance(Cursor& c) const {
+    if (++c.x == grid_w) {
+      c.x = 0;
+      if (++c.y == grid_h) {
+        c.y = 0;
+        ++c.n;
+      }
+    }
+  }
+
+  // Writes taps [t0, t0 + count) of the pixel at c to dst[(t - t0) * dst_stride]. The kernel
+  // position advances incrementally: one division per call, not per tap.
+  void gather(const Cursor& c, int64_t t0, int64_t count, float* dst, int64_t dst_stride) const {
+    const int64_t n = c.n, y = c.y, x = c.x;
     const int64_t tap = t0 / channels;
     int64_t ch = t0 - tap * channels;
     int64_t a = tap / kernel_w, b = tap - a * kernel_w;
@@ -91,9 +109,10 @@ struct PackTapsByPixels {
     for (int64_t p = 0; p < rows; p += mr) {
       const int64_t valid = std::min<int64_t>(mr, rows - p);
       float* panel = dst + p * kc;
-      for (int64_t k = 0; k < kc; ++k) {
+      TapGather::Cursor c = g.cursor(pixel_offset + k0);
+      for (int64_t k = 0; k < kc; ++k, g.advance(c)) {
         float* out = panel + k * mr;
-        g.gather(pixel_offset + k0 + k, row0 + p, valid, out, 1);
+        g.gather(c, row0 + p, valid, out, 1);
         for (int64_t i = valid; i < mr; ++i) out[i] = 0.0f;
       }
     }
@@ -152,13 +171,12 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t p0 = tile * mr;
       const int valid = static_cast<int>(std::min<int64_t>(mr, pixels - p0));
+      TapGather::Cursor c = g.cursor(p0);
       for (int i = 0; i < mr; ++i) {
         // Rows past the last pixel repeat a valid one; their results are never stored.
-        const int64_t p = p0 + std::min(i, valid - 1);
-        const int64_t x = p % g.grid_w, rest = p / g.grid_w;
-        const int64_t y = rest % g.grid_h, n = rest / g.grid_h;
+        if (i > 0 && i < valid) g.advance(c);
         for (int64_t t = 0, a = 0, b = 0; t < taps; ++t) {
-          const float* src = g.source(n, y, x, a, b);
+          const float* src = g.source(c.n, c.y, c.x, a, b);
           rows[t * mr + i] = src ? src : zeros;
           if (++b == g.kernel_w) b = 0, ++a;
         }
@@ -225,13 +243,11 @@ void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const flo
   b_rows.resize(static_cast<size_t>(kChunk));
   for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
     const int64_t kc = std::min(kChunk, end - c0);
-    for (int64_t k = 0; k < kc; ++k) {
-      const int64_t p = c0 + k;
-      const int64_t px = p % s.out_w, rest = p / s.out_w;
-      const int64_t py = rest % s.out_h, n = rest / s.out_h;
-      b_rows[k] = dy + p * out_c;
+    TapGather::Cursor c = g.cursor(c0);
+    for (int64_t k = 0; k < kc; ++k, g.advance(c)) {
+      b_rows[k] = dy + (c0 + k) * out_c;
       for (int64_t t = 0, a = 0, b = 0; t < taps; ++t) {
-        a_rows[t * kChunk + k] = g.source(n, py, px, a, b);
+        a_rows[t * kChunk + k] = g.source(c.n, c.y, c.x, a, b);
         if (++b == s.kernel_w) b = 0, ++a;
       }
     }

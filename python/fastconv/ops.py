@@ -64,7 +64,8 @@ def _numeric(a: ArrayLike, name: str) -> np.ndarray:
 
 
 def _f32(arr: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    # np.asarray, unlike np.ascontiguousarray, keeps 0-d arrays 0-d.
+    return np.asarray(arr, dtype=np.float32, order="C")
 
 
 def _rank(arr: np.ndarray, name: str, rank: int, layout: str) -> None:
@@ -472,9 +473,9 @@ def dense_grad(
     dbias = _empty((ka.shape[1],), "dense dbias")
     if dkernel.size:
         _core.dense_backward(_f32(xa), _f32(ka), _f32(g), dx, dkernel, dbias)
-    else:
+    else:  # no input features or no units: nothing for the kernels to do
         dx.fill(0.0)
-        dbias.fill(0.0)
+        dbias[...] = np.asarray(g, dtype=np.float64).sum(axis=0)
     return dx, dkernel, dbias
 
 

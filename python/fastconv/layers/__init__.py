@@ -13,6 +13,7 @@ from .core import (
     Softmax,
 )
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
+from .preprocessing import RandomFlip, RandomRotation, RandomZoom
 
 Convolution2D = Conv2D
 
@@ -34,4 +35,7 @@ __all__ = [
     "AveragePooling2D",
     "MaxPool2D",
     "AvgPool2D",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomZoom",
 ]

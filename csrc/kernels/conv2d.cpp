@@ -165,7 +165,9 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
     float* zeros = thread_scratch(Scratch::kZeros, static_cast<size_t>(g.channels));
     std::memset(zeros, 0, g.channels * sizeof(float));
     thread_local std::vector<const float*> rows;
+    thread_local std::vector<int32_t> tap_ids;
     rows.resize(static_cast<size_t>(taps * mr));
+    tap_ids.resize(static_cast<size_t>(taps));
     int64_t begin, end;
     static_share(tiles, tid, nt, begin, end);
     for (int64_t tile = begin; tile < end; ++tile) {
@@ -181,12 +183,23 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
           if (++b == g.kernel_w) b = 0, ++a;
         }
       }
+      // Drop taps that read only padding for every row of the tile: no work, same sum (the
+      // input gradient of a 'valid' convolution has many near the image border).
+      int64_t live = 0;
+      for (int64_t t = 0; t < taps; ++t) {
+        bool any = false;
+        for (int i = 0; i < mr; ++i) any |= rows[t * mr + i] != zeros;
+        if (!any) continue;
+        if (live != t)
+          for (int i = 0; i < mr; ++i) rows[live * mr + i] = rows[t * mr + i];
+        tap_ids[live++] = static_cast<int32_t>(t);
+      }
       for (int64_t panel = 0; panel < n_panels; ++panel) {
         const int64_t col = panel * nr;
         const int cols = static_cast<int>(std::min<int64_t>(nr, N - col));
         float* tile_out = out + p0 * N + col;
-        kt.igemm_microkernel(taps, g.channels, rows.data(), packed_b + col * K, tile_out, N, valid,
-                             cols, false);
+        kt.igemm_microkernel(live, g.channels, rows.data(), tap_ids.data(), packed_b + col * K,
+                             tile_out, N, valid, cols, false);
         epilogue(tile_out, N, p0, col, valid, cols);
       }
     }

@@ -10,13 +10,14 @@ namespace fastconv {
 using GemmMicrokernel = void (*)(int64_t kc, const float* a_panel, const float* b_panel, float* c,
                                  int64_t ldc, int mr, int nr, bool accumulate);
 
-// Indirect GEMM for convolution (no im2col, no packing of the image):
-// c[i*ldc + j] (+)= sum_{t < taps} sum_{ch < channels} rows[t*MR + i][ch] * b[(t*channels + ch)*NR
-// + j] where rows[t*MR + i] points at the `channels` values that kernel tap t reads for output row
-// i (a zero row where the tap falls in the padding), and b is one packed NR-column panel.
+// Indirect GEMM for convolution (no im2col, no packing of the image): over the listed taps,
+// c[i*ldc + j] (+)= sum_t sum_{ch < channels} rows[t*MR + i][ch] * b[(tap_ids[t]*channels + ch)*NR
+// + j] where rows[t*MR + i] points at the `channels` values that tap tap_ids[t] reads for output
+// row i (a zero row where it falls in the padding), and b is one packed NR-column panel. Taps whose
+// rows are all padding are left out of the list by the caller.
 using IgemmMicrokernel = void (*)(int64_t taps, int64_t channels, const float* const* rows,
-                                  const float* b_panel, float* c, int64_t ldc, int mr, int nr,
-                                  bool accumulate);
+                                  const int32_t* tap_ids, const float* b_panel, float* c,
+                                  int64_t ldc, int mr, int nr, bool accumulate);
 
 // Row-pointer GEMM for the convolution weight gradient:
 // c[i*ldc + j] (+)= sum_k a_rows[k][a_offset + i] * b_rows[k][b_offset + j], skipping k where

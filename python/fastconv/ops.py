@@ -390,6 +390,16 @@ def avg_pool2d(
     return _pool(_core.avg_pool2d_forward, "avg_pool2d", x, pool_size, strides, padding)
 
 
+def _pool_grad(what, x, dy, pool_size, strides, padding, call_core):
+    plan = _PoolPlan(x, pool_size, strides, padding, f"{what}_grad")
+    g = _numeric(dy, "dy")
+    _expect_shape(g, "dy", plan.out_shape, f"the {what} output for x {plan.x.shape}")
+    dx = _empty(plan.x.shape, f"{what}_grad output")
+    if dx.size:
+        call_core(_f32(plan.x), _f32(g), dx, *plan.args())
+    return dx
+
+
 def max_pool2d_grad(
     x: ArrayLike,
     dy: ArrayLike,
@@ -398,13 +408,7 @@ def max_pool2d_grad(
     padding: str = "valid",
 ) -> np.ndarray:
     """Gradient of max pooling: each window's dy goes to its first maximal cell (row-major)."""
-    plan = _PoolPlan(x, pool_size, strides, padding, "max_pool2d_grad")
-    g = _numeric(dy, "dy")
-    _expect_shape(g, "dy", plan.out_shape, f"the max_pool2d output for x {plan.x.shape}")
-    dx = _empty(plan.x.shape, "max_pool2d_grad output")
-    if dx.size:
-        _core.max_pool2d_backward(_f32(plan.x), _f32(g), dx, *plan.args())
-    return dx
+    return _pool_grad("max_pool2d", x, dy, pool_size, strides, padding, _core.max_pool2d_backward)
 
 
 def avg_pool2d_grad(
@@ -414,14 +418,16 @@ def avg_pool2d_grad(
     strides: IntPair | None = None,
     padding: str = "valid",
 ) -> np.ndarray:
-    """Gradient of average pooling."""
-    plan = _PoolPlan(x, pool_size, strides, padding, "avg_pool2d_grad")
-    g = _numeric(dy, "dy")
-    _expect_shape(g, "dy", plan.out_shape, f"the avg_pool2d output for x {plan.x.shape}")
-    dx = _empty(plan.x.shape, "avg_pool2d_grad output")
-    if dx.size:
-        _core.avg_pool2d_backward(_f32(g), dx, *plan.args())
-    return dx
+    """Gradient of average pooling (it needs only the shape of x)."""
+    return _pool_grad(
+        "avg_pool2d",
+        x,
+        dy,
+        pool_size,
+        strides,
+        padding,
+        lambda _x, g, dx, *args: _core.avg_pool2d_backward(g, dx, *args),
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 #include <immintrin.h>
 
 #define FASTCONV_VEC_BYTES 32
-#include "kernels/conv_microkernels_impl.inc"
 #include "kernels/elementwise_impl.inc"
 #include "kernels/kernel_table.h"
+#include "kernels/vector_kernels_impl.inc"
 
 namespace fastconv {
 namespace {
@@ -58,26 +58,8 @@ void gemm_microkernel_6x16_avx2(int64_t kc, const float* a, const float* b, floa
 }  // namespace
 
 const KernelTable& avx2_kernel_table() {
-  static const KernelTable table = {
-      "avx2",
-      kMR,
-      kNR,
-      gemm_microkernel_6x16_avx2,
-      kIgemmMR,
-      kIgemmVecs * kVecFloats,
-      igemm_microkernel_impl<kIgemmMR, kIgemmVecs>,
-      kRowGemmMR,
-      kRowGemmVecs * kVecFloats,
-      rowgemm_microkernel_impl<kRowGemmMR, kRowGemmVecs>,
-      max_pool_accumulate_impl,
-      max_pool_route_impl,
-      relu_forward_impl,
-      relu_backward_impl,
-      bias_relu_rows_impl,
-      sgd_update_impl,
-      rmsprop_update_impl,
-      adam_update_impl,
-  };
+  static const KernelTable table =
+      FASTCONV_KERNEL_TABLE("avx2", kMR, kNR, gemm_microkernel_6x16_avx2);
   return table;
 }
 

@@ -2,9 +2,9 @@
 #include <immintrin.h>
 
 #define FASTCONV_VEC_BYTES 64
-#include "kernels/conv_microkernels_impl.inc"
 #include "kernels/elementwise_impl.inc"
 #include "kernels/kernel_table.h"
+#include "kernels/vector_kernels_impl.inc"
 
 namespace fastconv {
 namespace {
@@ -50,26 +50,8 @@ void gemm_microkernel_12x32_avx512(int64_t kc, const float* a, const float* b, f
 }  // namespace
 
 const KernelTable& avx512_kernel_table() {
-  static const KernelTable table = {
-      "avx512",
-      kMR,
-      kNR,
-      gemm_microkernel_12x32_avx512,
-      kIgemmMR,
-      kIgemmVecs * kVecFloats,
-      igemm_microkernel_impl<kIgemmMR, kIgemmVecs>,
-      kRowGemmMR,
-      kRowGemmVecs * kVecFloats,
-      rowgemm_microkernel_impl<kRowGemmMR, kRowGemmVecs>,
-      max_pool_accumulate_impl,
-      max_pool_route_impl,
-      relu_forward_impl,
-      relu_backward_impl,
-      bias_relu_rows_impl,
-      sgd_update_impl,
-      rmsprop_update_impl,
-      adam_update_impl,
-  };
+  static const KernelTable table =
+      FASTCONV_KERNEL_TABLE("avx512", kMR, kNR, gemm_microkernel_12x32_avx512);
   return table;
 }
 

@@ -1,9 +1,9 @@
 // Portable C++ kernels: the twin every SIMD kernel is tested against, and the path for CPUs
 // without AVX2.
 #define FASTCONV_VEC_BYTES 16
-#include "kernels/conv_microkernels_impl.inc"
 #include "kernels/elementwise_impl.inc"
 #include "kernels/kernel_table.h"
+#include "kernels/vector_kernels_impl.inc"
 
 namespace fastconv {
 namespace {
@@ -35,26 +35,8 @@ void gemm_microkernel_4x16_generic(int64_t kc, const float* a, const float* b, f
 }  // namespace
 
 const KernelTable& generic_kernel_table() {
-  static const KernelTable table = {
-      "generic",
-      kMR,
-      kNR,
-      gemm_microkernel_4x16_generic,
-      kIgemmMR,
-      kIgemmVecs * kVecFloats,
-      igemm_microkernel_impl<kIgemmMR, kIgemmVecs>,
-      kRowGemmMR,
-      kRowGemmVecs * kVecFloats,
-      rowgemm_microkernel_impl<kRowGemmMR, kRowGemmVecs>,
-      max_pool_accumulate_impl,
-      max_pool_route_impl,
-      relu_forward_impl,
-      relu_backward_impl,
-      bias_relu_rows_impl,
-      sgd_update_impl,
-      rmsprop_update_impl,
-      adam_update_impl,
-  };
+  static const KernelTable table =
+      FASTCONV_KERNEL_TABLE("generic", kMR, kNR, gemm_microkernel_4x16_generic);
   return table;
 }
 

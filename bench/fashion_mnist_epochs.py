@@ -1,0 +1,121 @@
+"""The lecture's MNIST convnet trained the lecture's way on real Fashion-MNIST, fastconv and PyTorch
+side by side in one run: test accuracy after each framework's epochs, and seconds per epoch.
+
+    python bench/fashion_mnist_epochs.py [--epochs 5] [--torch-epochs 1] [--seed 0] [--threads 2]
+
+Fashion-MNIST comes from Debian (`apt-get install -y dataset-fashion-mnist`) or any path that
+`fastconv.datasets.fashion_mnist.load_data` searches. PyTorch (`pip install torch==2.13.0`) is
+optional; without it only fastconv runs. Both use rmsprop (lr 1e-3, rho 0.9, eps 1e-7 as Keras),
+batch 64, shuffled each epoch, NHWC/channels_last, the same number of threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import fastconv as keras
+import numpy as np
+from fastconv import layers
+
+
+def lecture_model() -> keras.Model:
+    inputs = keras.Input(shape=(28, 28, 1))
+    x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(inputs)
+    x = layers.MaxPooling2D(pool_size=2)(x)
+    x = layers.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
+    x = layers.MaxPooling2D(pool_size=2)(x)
+    x = layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(10, activation="softmax")(x)
+    return keras.Model(inputs=inputs, outputs=outputs)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def run_fastconv(data, epochs: int, seed: int) -> dict:
+    (x_train, y_train), (x_test, y_test) = data
+    keras.utils.set_random_seed(seed)
+    model = lecture_model()
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    timer = EpochTimer()
+    model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=2, callbacks=[timer])
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    return {"accuracy": accuracy, "epoch_seconds": timer.seconds}
+
+
+def run_torch(data, epochs: int, seed: int, threads: int) -> dict | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3), nn.ReLU(),
+        nn.Flatten(), nn.Linear(1152, 10),
+    ).to(memory_format=torch.channels_last)  # fmt: skip
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    (x_train, y_train), (x_test, y_test) = data
+
+    def nchw(x):
+        return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+
+    xt, yt = nchw(x_train), torch.from_numpy(y_train.astype(np.int64))
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(xt))
+        for i in range(0, len(xt), 64):
+            idx = order[i : i + 64]
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            loss.backward()
+            optimizer.step()
+        seconds.append(time.perf_counter() - start)
+    with torch.no_grad():
+        predictions = model(nchw(x_test)).argmax(1).numpy()
+    return {"accuracy": float((predictions == y_test).mean()), "epoch_seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--torch-epochs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=keras.get_num_threads())
+    args = parser.parse_args()
+    keras.set_num_threads(args.threads)
+    (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
+    data = (
+        (x_train.reshape(-1, 28, 28, 1).astype("float32") / 255, y_train),
+        (x_test.reshape(-1, 28, 28, 1).astype("float32") / 255, y_test),
+    )
+    ours = run_fastconv(data, args.epochs, args.seed)
+    theirs = (
+        run_torch(data, args.torch_epochs, args.seed, args.threads) if args.torch_epochs else None
+    )
+    print(f"\n{args.threads} threads, Fashion-MNIST 60,000 training images, batch 64, rmsprop")
+    print(f"fastconv: test accuracy {ours['accuracy']:.4f} after {args.epochs} epochs; "
+          f"epoch seconds {[round(s, 1) for s in ours['epoch_seconds']]}")  # fmt: skip
+    if theirs:
+        print(f"PyTorch:  test accuracy {theirs['accuracy']:.4f} after {args.torch_epochs} epochs; "
+              f"epoch seconds {[round(s, 1) for s in theirs['epoch_seconds']]}")  # fmt: skip
+        ratio = np.median(theirs["epoch_seconds"]) / np.median(ours["epoch_seconds"])
+        print(f"epoch time ratio PyTorch / fastconv (medians): {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -277,7 +277,7 @@ class Layer:
     def backward_preactivation(self, dz, need_dx=True):
         raise NotImplementedError
 
-    def __call__(self, inputs, training=False, **kwargs):
+    def __call__(self, inputs, training=None, **kwargs):
         from .._tensor import KerasTensor
 
         if kwargs:
@@ -291,7 +291,9 @@ class Layer:
             x = x.astype(np.float32)
         self.check_input_shape((None,) + x.shape[1:] if x.ndim else x.shape)
         self._maybe_build((None,) + x.shape[1:])
-        return self.forward(np.ascontiguousarray(x), training=bool(training))
+        # None lets each layer use its own default, as Keras 3 does: augmentation layers called
+        # directly augment, Dropout called directly does not.
+        return self.forward(np.ascontiguousarray(x), training=training)
 
     def _connect(self, tensor):
         from .._tensor import KerasTensor

@@ -2,6 +2,9 @@
 
 The layers transform a batch ``(n, h, w, c)`` (or one unbatched image ``(h, w, c)``) only when
 called with ``training=True`` (as ``fit`` does); otherwise they return their input unchanged.
+(Keras 3 also augments when ``training`` is left unspecified; fastconv's ``Layer.__call__``
+currently resolves an unspecified ``training`` to False, so pass ``training=True`` to look at
+augmented images. ``forward`` already treats ``training=None`` as True.)
 
 Each image gets its own random transform. Random numbers come from the layer's own generator when
 ``seed`` is given, else from fastconv's global generator, so ``fastconv.utils.set_random_seed``
@@ -66,7 +69,7 @@ def _axis_taps(coord, n, fill_mode, interpolation):
         taps = [(lo, 1.0 - frac), (lo + 1.0, frac)]
     out = []
     for idx, w in taps:
-        idx = idx.astype(np.int64)
+        idx = idx.astype(np.int32 if 2 * n < 2**31 else np.int64)
         if fill_mode == "constant":
             valid = (idx >= 0) & (idx < n)
             w = valid.astype(np.float32) if w is None else w * valid
@@ -91,7 +94,8 @@ def _sampling_plan(matrices, h, w, fill_mode, interpolation):
     src_y = col(3) * xs + col(4) * ys + col(5)
     tx = _axis_taps(src_x, w, fill_mode, interpolation)
     ty = _axis_taps(src_y, h, fill_mode, interpolation)
-    base = (np.arange(n, dtype=np.int64) * (h * w))[:, None, None]
+    itype = np.int32 if n * h * w < 2**31 else np.int64
+    base = (np.arange(n, dtype=itype) * itype(h * w))[:, None, None]
     taps = []
     total = None
     for iy, wy in ty:
@@ -115,10 +119,11 @@ def _sampling_plan(matrices, h, w, fill_mode, interpolation):
 def _affine_transform(images, matrices, fill_mode, interpolation, fill_value):
     n, h, w, c = images.shape
     taps, fill_weight = _sampling_plan(matrices, h, w, fill_mode, interpolation)
-    flat = images.reshape(n * h * w, c)
+    # gather whole pixels: view each row of c float32 as one opaque item (faster than axis=0)
+    flat = np.ascontiguousarray(images).reshape(n * h * w, c).view(np.dtype((np.void, 4 * c)))
     out = None
     for idx, weight in taps:
-        g = np.take(flat, idx, axis=0)
+        g = np.take(flat.reshape(-1), idx).view(np.float32).reshape(-1, c)
         if weight is not None:
             g *= weight[:, None]
         if out is None:
@@ -219,6 +224,8 @@ class _RandomImageLayer(Layer):
 
     def forward(self, x, training=False):
         self._tape = None
+        if training is None:  # Keras: an unspecified `training` means the call default, True
+            training = True
         if not training:
             return x
         x = np.asarray(x)

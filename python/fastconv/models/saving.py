@@ -157,6 +157,10 @@ def _write_archive(filepath, meta, weights, overwrite):
                     zf.writestr(f"weights/{i}.npy", _npy_bytes(w))
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates the file 0600; a saved model gets the usual permissions (umask applies).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, filepath)
     except BaseException:
         try:

@@ -78,15 +78,15 @@ struct TapGather {
     for (int64_t remaining = count; remaining > 0;) {
       const int64_t run = std::min(channels - ch, remaining);
       const float* s = source(n, y, x, a, b);
+      // Short runs (images have 1 or 3 channels) are copied inline: a memcpy call per run
+      // would cost more than the copy.
       if (s) {
         s += ch;
-        if (dst_stride == 1) {
+        if (dst_stride == 1 && run >= 16) {
           std::memcpy(d, s, run * sizeof(float));
         } else {
           for (int64_t i = 0; i < run; ++i) d[i * dst_stride] = s[i];
         }
-      } else if (dst_stride == 1) {
-        std::memset(d, 0, run * sizeof(float));
       } else {
         for (int64_t i = 0; i < run; ++i) d[i * dst_stride] = 0.0f;
       }
@@ -164,24 +164,41 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
     // Padding taps read this zero row; it lives in the thread's own scratch.
     float* zeros = thread_scratch(Scratch::kZeros, static_cast<size_t>(g.channels));
     std::memset(zeros, 0, g.channels * sizeof(float));
-    thread_local std::vector<const float*> rows;
-    thread_local std::vector<int32_t> tap_ids;
-    rows.resize(static_cast<size_t>(taps * mr));
-    tap_ids.resize(static_cast<size_t>(taps));
+    // Thread-local storage is reached through plain pointers in the loops: in a shared library
+    // every access to a thread_local may otherwise be a call to __tls_get_addr.
+    thread_local std::vector<const float*> rows_storage;
+    thread_local std::vector<int32_t> tap_ids_storage;
+    rows_storage.resize(static_cast<size_t>(taps * mr));
+    tap_ids_storage.resize(static_cast<size_t>(taps));
+    const float** rows = rows_storage.data();
+    int32_t* tap_ids = tap_ids_storage.data();
     int64_t begin, end;
     static_share(tiles, tid, nt, begin, end);
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t p0 = tile * mr;
       const int valid = static_cast<int>(std::min<int64_t>(mr, pixels - p0));
-      TapGather::Cursor c = g.cursor(p0);
-      for (int i = 0; i < mr; ++i) {
-        // Rows past the last pixel repeat a valid one; their results are never stored.
-        if (i > 0 && i < valid) g.advance(c);
-        for (int64_t t = 0, a = 0, b = 0; t < taps; ++t) {
-          const float* src = g.source(c.n, c.y, c.x, a, b);
-          rows[t * mr + i] = src ? src : zeros;
-          if (++b == g.kernel_w) b = 0, ++a;
+      const TapGather::Cursor first = g.cursor(p0);
+      // Fast path: a full tile inside one image row, where the source column moves linearly with
+      // the output column. A tap whose first and last rows are inside the image is inside for
+      // the whole tile, so its rows are one pointer plus steps (this matters when channels are
+      // few and building rows would cost more than the arithmetic).
+      const bool linear = !g.transposed || g.stride_w == 1;
+      const bool one_row = valid == mr && first.x + mr <= g.grid_w;
+      const int64_t step = (g.transposed ? 1 : g.stride_w) * g.channels;
+      for (int64_t t = 0, a = 0, b = 0; t < taps; ++t) {
+        const float* start = g.source(first.n, first.y, first.x, a, b);
+        if (linear && one_row && start && g.source(first.n, first.y, first.x + mr - 1, a, b)) {
+          for (int i = 0; i < mr; ++i) rows[t * mr + i] = start + i * step;
+        } else {
+          TapGather::Cursor c = first;
+          for (int i = 0; i < mr; ++i) {
+            // Rows past the last pixel repeat a valid one; their results are never stored.
+            if (i > 0 && i < valid) g.advance(c);
+            const float* src = g.source(c.n, c.y, c.x, a, b);
+            rows[t * mr + i] = src ? src : zeros;
+          }
         }
+        if (++b == g.kernel_w) b = 0, ++a;
       }
       // Drop taps that read only padding for every row of the tile: no work, same sum (the
       // input gradient of a 'valid' convolution has many near the image border).
@@ -198,8 +215,8 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
         const int64_t col = panel * nr;
         const int cols = static_cast<int>(std::min<int64_t>(nr, N - col));
         float* tile_out = out + p0 * N + col;
-        kt.igemm_microkernel(live, g.channels, rows.data(), tap_ids.data(), packed_b + col * K,
-                             tile_out, N, valid, cols, false);
+        kt.igemm_microkernel(live, g.channels, rows, tap_ids, packed_b + col * K, tile_out, N,
+                             valid, cols, false);
         epilogue(tile_out, N, p0, col, valid, cols);
       }
     }
@@ -251,9 +268,11 @@ void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const flo
   const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
   const int64_t taps = s.kernel_h * s.kernel_w, in_c = s.in_c, out_c = s.out_c;
   const TapGather g = forward_gather(s, x);
-  thread_local std::vector<const float*> a_rows, b_rows;
-  a_rows.resize(static_cast<size_t>(taps * kChunk));
-  b_rows.resize(static_cast<size_t>(kChunk));
+  thread_local std::vector<const float*> a_rows_storage, b_rows_storage;
+  a_rows_storage.resize(static_cast<size_t>(taps * kChunk));
+  b_rows_storage.resize(static_cast<size_t>(kChunk));
+  const float** a_rows = a_rows_storage.data();  // plain pointers: see igemm_convolution
+  const float** b_rows = b_rows_storage.data();
   for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
     const int64_t kc = std::min(kChunk, end - c0);
     TapGather::Cursor c = g.cursor(c0);
@@ -267,7 +286,7 @@ void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const flo
     for (int64_t t = 0; t < taps; ++t)
       for (int64_t ci = 0; ci < in_c; ci += mr)
         for (int64_t co = 0; co < out_c; co += nr)
-          kt.rowgemm_microkernel(kc, a_rows.data() + t * kChunk, ci, b_rows.data(), co,
+          kt.rowgemm_microkernel(kc, a_rows + t * kChunk, ci, b_rows, co,
                                  dkernel + (t * in_c + ci) * out_c + co, out_c, mr,
                                  static_cast<int>(std::min<int64_t>(nr, out_c - co)), true);
   }

@@ -101,24 +101,6 @@ struct TapGather {
   }
 };
 
-// A = im2col transposed (taps x pixels), for the weight gradient.
-struct PackTapsByPixels {
-  TapGather g;
-  int64_t pixel_offset;
-  void operator()(int64_t row0, int64_t rows, int64_t k0, int64_t kc, int mr, float* dst) const {
-    for (int64_t p = 0; p < rows; p += mr) {
-      const int64_t valid = std::min<int64_t>(mr, rows - p);
-      float* panel = dst + p * kc;
-      TapGather::Cursor c = g.cursor(pixel_offset + k0);
-      for (int64_t k = 0; k < kc; ++k, g.advance(c)) {
-        float* out = panel + k * mr;
-        g.gather(c, row0 + p, valid, out, 1);
-        for (int64_t i = valid; i < mr; ++i) out[i] = 0.0f;
-      }
-    }
-  }
-};
-
 // B for the input gradient: element ((a, b, co), ci) = kernel[a, b, ci, co].
 struct PackKernelTransposed {
   const float* kernel;
@@ -292,14 +274,40 @@ void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const flo
   }
 }
 
-// The same sum through the packed GEMM over an implicit im2col; serves channel counts the
-// row-pointer kernel cannot tile (the image's 1 or 3 input channels).
-void weight_gradient_packed(const KernelTable& kt, const Conv2dShape& s, const float* x,
-                            const float* dy, int64_t begin, int64_t end, float* dkernel) {
-  const int64_t taps = s.kernel_h * s.kernel_w * s.in_c;
-  const PackTapsByPixels pack_a{forward_gather(s, x), begin};
-  const PackStridedB pack_b{{dy + begin * s.out_c, s.out_c, 1}};
-  gemm(kt, taps, s.out_c, end - begin, pack_a, pack_b, dkernel, s.out_c, true, NoEpilogue{}, 1);
+// The same sum for channel counts the row-pointer kernel cannot tile (an image's 1 or 3
+// channels): each pixel's whole patch (taps x channels, zero-padded to a multiple of MR) is
+// gathered once into a small chunk buffer, and the kernel runs over patch rows instead of taps.
+void weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                             const float* dy, int64_t begin, int64_t end, float* dkernel) {
+  constexpr int64_t kChunk = 256;
+  const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
+  const int64_t patch = s.kernel_h * s.kernel_w * s.in_c, out_c = s.out_c;
+  const int64_t padded = (patch + mr - 1) / mr * mr;
+  const TapGather g = forward_gather(s, x);
+  float* patches = thread_scratch(Scratch::kPackA, static_cast<size_t>(kChunk * padded));
+  float* sums = thread_scratch(Scratch::kPackB, static_cast<size_t>(padded * out_c));
+  std::memset(sums, 0, padded * out_c * sizeof(float));
+  thread_local std::vector<const float*> a_rows_storage, b_rows_storage;
+  a_rows_storage.resize(static_cast<size_t>(kChunk));
+  b_rows_storage.resize(static_cast<size_t>(kChunk));
+  const float** a_rows = a_rows_storage.data();  // plain pointers: see igemm_convolution
+  const float** b_rows = b_rows_storage.data();
+  for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
+    const int64_t kc = std::min(kChunk, end - c0);
+    TapGather::Cursor c = g.cursor(c0);
+    for (int64_t k = 0; k < kc; ++k, g.advance(c)) {
+      float* row = patches + k * padded;
+      g.gather(c, 0, patch, row, 1);
+      for (int64_t j = patch; j < padded; ++j) row[j] = 0.0f;
+      a_rows[k] = row;
+      b_rows[k] = dy + (c0 + k) * out_c;
+    }
+    for (int64_t r = 0; r < padded; r += mr)
+      for (int64_t co = 0; co < out_c; co += nr)
+        kt.rowgemm_microkernel(kc, a_rows, r, b_rows, co, sums + r * out_c + co, out_c, mr,
+                               static_cast<int>(std::min<int64_t>(nr, out_c - co)), true);
+  }
+  for (int64_t e = 0; e < patch * out_c; ++e) dkernel[e] += sums[e];
 }
 
 }  // namespace
@@ -311,7 +319,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
   const int64_t out_c = s.out_c;
   const int64_t kernel_size = s.kernel_h * s.kernel_w * s.in_c * out_c;
   const int64_t partial_size = kernel_size + out_c;
-  const bool row_pointers = s.in_c % kt.rowgemm_mr == 0;
+  const bool per_tap_rows = s.in_c % kt.rowgemm_mr == 0;
   const int threads = threads_for_work(2.0 * pixels * kernel_size);
   // Each thread sums its own share of the pixels into a private partial, then the partials are
   // added once: no atomics, no two threads writing the same memory.
@@ -323,10 +331,10 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
     float* dk = nt == 1 ? dkernel : partial;
     float* db = nt == 1 ? dbias : partial + kernel_size;
     std::memset(dk, 0, kernel_size * sizeof(float));
-    if (row_pointers)
+    if (per_tap_rows)
       weight_gradient_rows(kt, s, x, dy, begin, end, dk);
     else
-      weight_gradient_packed(kt, s, x, dy, begin, end, dk);
+      weight_gradient_patches(kt, s, x, dy, begin, end, dk);
     if (db) {
       std::fill(db, db + out_c, 0.0f);
       for (int64_t p = begin; p < end; ++p) {

@@ -19,7 +19,8 @@ machines costs 2(p-1)/p * b / bandwidth + 2(p-1) * latency. Gradients go in the 
 fastconv.distribution (BUCKET_BYTES, filled in backward order); a bucket is sent when its last layer
 is done and the buckets go one after the other on the link. "overlap" lets communication run
 during the rest of backward (the best case); "no overlap" sends everything after backward (the
-worst case). Efficiency = compute time of a step / time of a step with communication.
+worst case). Efficiency = compute time of a step / time of a step with communication. The same
+table is printed for machines 10x as fast as this 2-core one (every compute time / 10).
 
 Run:  python bench/bench_distribution.py            (about a minute on 2 cores)
       python bench/bench_distribution.py --quick    (fewer repetitions)
@@ -47,6 +48,8 @@ NETWORKS = {
     "100 Gb/s (RDMA: InfiniBand/RoCE)": (11e9, 3e-6),
 }
 MACHINES = (4, 16, 64)
+#: compute speed of each machine relative to this 2-core one (10: e.g. a 32-core server)
+SPEEDUPS = (1, 10)
 
 
 # --------------------------------------------------------------------------- workers
@@ -73,6 +76,9 @@ def worker_throughput(args):
 
 
 def worker_allreduce(args):
+    import fastconv
+
+    fastconv.distribution.initialize()  # an error in one process ends both
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
@@ -88,7 +94,8 @@ def worker_allreduce(args):
             start = time.perf_counter()
             comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
             times.append(time.perf_counter() - start)
-        times = comm.allreduce(np.array(times), op=MPI.MAX)  # the slower process counts
+        times = np.array(times)
+        comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)  # the slower process counts
         out[name] = {"bytes": 4 * n, "median_s": float(np.median(times)), "reps": reps}
     if comm.Get_rank() == 0:
         print(json.dumps(out))
@@ -180,6 +187,13 @@ def step_with_comm(profile, p, bandwidth, latency, bucket_bytes, overlap=True):
     return max(link_free, backward_end) + profile["optimizer_s"]
 
 
+def _faster(profile, speedup):
+    """The profile of a machine ``speedup`` times as fast (every compute time divided)."""
+    out = {k: v / speedup for k, v in profile.items() if k.endswith("_s")}
+    out["layers"] = [dict(d, done_s=d["done_s"] / speedup) for d in profile["layers"]]
+    return out
+
+
 def report(throughput, allreduce, profile, bucket_bytes):
     lines = ["", "== Measured on this machine (2 cores) =="]
     one, two = throughput["1x2"], throughput["2x1"]
@@ -203,17 +217,25 @@ def report(throughput, allreduce, profile, bucket_bytes):
                 f"{b / 1e6:.2f}@{t * 1e3:.1f}" for b, t in buckets(prof["layers"], bucket_bytes)
             )
         )
-    lines += ["", "== Estimated efficiency on p machines like this one (weak scaling) =="]
-    head = f"{'model':<14}{'network':<34}" + "".join(f"{f'p={p}':>16}" for p in MACHINES)
-    lines += [head, f"{'':<48}" + "   overlap / none" * len(MACHINES)]
-    for name, prof in profile.items():
-        for net, (bw, lat) in NETWORKS.items():
-            cells = []
-            for p in MACHINES:
-                e1 = prof["step_s"] / step_with_comm(prof, p, bw, lat, bucket_bytes, True)
-                e0 = prof["step_s"] / step_with_comm(prof, p, bw, lat, bucket_bytes, False)
-                cells.append(f"{100 * e1:7.0f}% /{100 * e0:4.0f}%")
-            lines.append(f"{name:<14}{net:<34}" + "".join(cells))
+    for speedup in SPEEDUPS:
+        lines += [
+            "",
+            f"== Estimated efficiency on p machines {speedup}x as fast as this one "
+            "(weak scaling) =="
+            if speedup != 1
+            else "== Estimated efficiency on p machines like this one (weak scaling) ==",
+        ]
+        head = f"{'model':<14}{'network':<34}" + "".join(f"{f'p={p}':>16}" for p in MACHINES)
+        lines += [head, f"{'':<48}" + "   overlap / none" * len(MACHINES)]
+        for name, prof in profile.items():
+            prof = _faster(prof, speedup)
+            for net, (bw, lat) in NETWORKS.items():
+                cells = []
+                for p in MACHINES:
+                    e1 = prof["step_s"] / step_with_comm(prof, p, bw, lat, bucket_bytes, True)
+                    e0 = prof["step_s"] / step_with_comm(prof, p, bw, lat, bucket_bytes, False)
+                    cells.append(f"{100 * e1:7.0f}% /{100 * e0:4.0f}%")
+                lines.append(f"{name:<14}{net:<34}" + "".join(cells))
     lines.append(
         "Ring allreduce 2(p-1)/p*bytes/bandwidth + 2(p-1)*latency per bucket; bandwidth and "
         "latency: "
@@ -226,9 +248,12 @@ def report(throughput, allreduce, profile, bucket_bytes):
 
 # --------------------------------------------------------------------------- driver
 def _run(cmd, env=None):
-    out = subprocess.run(
-        cmd, check=True, capture_output=True, text=True, env=dict(os.environ, **(env or {}))
-    ).stdout
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=dict(os.environ, **(env or {})), timeout=600
+    )
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}")
+    out = proc.stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -4,6 +4,7 @@
 from . import (
     activations,
     callbacks,
+    distribution,
     initializers,
     layers,
     losses,
@@ -26,6 +27,7 @@ __all__ = [
     "losses",
     "metrics",
     "callbacks",
+    "distribution",
     "models",
     "activations",
     "initializers",

@@ -3,9 +3,13 @@
 fastconv info
 fastconv make-subset ORIGINAL_DIR NEW_BASE_DIR [--train N --validation N --test N]
 fastconv train mnist [--dataset digits|mnist|fashion_mnist] [--epochs 5] [--batch-size 64]
-                     [--threads N] [--save PATH] [--seed S]
+                     [--threads N] [--save PATH] [--seed S] [--distributed]
 fastconv train cats-vs-dogs DATA_DIR [--epochs 30] [--batch-size 32] [--augment]
                      [--save best.keras] [--plot curves.png] [--threads N] [--seed S]
+                     [--distributed]
+
+``--distributed``: data-parallel over the processes of ``mpiexec -n N fastconv train ...``
+(``--batch-size`` is the global batch; only rank 0 prints and writes files).
 """
 
 from __future__ import annotations
@@ -110,9 +114,20 @@ def _verbose():
     return 1 if sys.stdout.isatty() else 2
 
 
+def _start_distributed():
+    """--distributed: data-parallel training over the processes of the MPI job."""
+    from fastconv import distribution
+
+    distribution.set_distribution(distribution.DataParallel())
+    if not distribution.is_chief():
+        sys.stdout = open(os.devnull, "w")  # rank 0 prints for the job
+
+
 def _setup(args):
     import fastconv
 
+    if args.distributed:
+        _start_distributed()
     if args.threads is not None:
         if args.threads < 1:
             raise CommandError(f"--threads must be >= 1, got {args.threads}")
@@ -280,7 +295,7 @@ def cmd_train_cats_vs_dogs(args):
     )
     seconds = time.perf_counter() - start
     print(f"Training took {seconds:.1f} s; best checkpoint (lowest val_loss): {args.save}")
-    if args.plot:
+    if args.plot and fastconv.distribution.is_chief():
         plot_history(history, args.plot)
         print(f"Wrote the training curves to {args.plot}")
     if not Path(args.save).is_file():
@@ -338,6 +353,11 @@ def build_parser():
         q.add_argument("--batch-size", type=_positive_int, default=batch_size)
         q.add_argument("--threads", type=_positive_int, default=None, help="kernel threads")
         q.add_argument("--seed", type=int, default=None, help="fastconv.utils.set_random_seed")
+        q.add_argument(
+            "--distributed",
+            action="store_true",
+            help="data-parallel over the processes of `mpiexec -n N` (needs fastconv[mpi])",
+        )
 
     q = tsub.add_parser("mnist", help="the lecture's MNIST convnet")
     q.add_argument(
@@ -363,11 +383,16 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    from fastconv.utils.image_dataset import ImageReadError
+
     try:
         return args.func(args)
-    except CommandError as e:
+    except (CommandError, ImageReadError) as e:  # a bad image met mid-training is a user error
         name = "fastconv " + args.command + (f" {args.model}" if args.command == "train" else "")
         print(f"{name}: error: {e}", file=sys.stderr)
+        from fastconv import distribution
+
+        distribution.abort(2)  # with --distributed: end every process of the job
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from .. import _random
+from .. import _random, distribution
 from .. import callbacks as callbacks_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
@@ -48,23 +48,29 @@ def _as_array(x, what):
 class _ArrayData:
     """Batches of in-memory arrays (targets already validated and converted)."""
 
-    def __init__(self, x, y, batch_size, shuffle=False):
+    def __init__(self, x, y, batch_size, shuffle=False, shard=False):
         self.x, self.y = x, y
         self.n = len(x)
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.shard = shard  # data-parallel: yield this process's part of each global batch
         self.steps = max(1, math.ceil(self.n / batch_size))
 
     def __iter__(self):
         perm = _random.get_rng().permutation(self.n) if self.shuffle else None
+        if self.shard:
+            perm = distribution.broadcast_order(perm)
         bs = self.batch_size
         for s in range(self.steps):
+            lo, hi = s * bs, min(self.n, (s + 1) * bs)
+            if self.shard:
+                lo, hi = distribution.local_range(lo, hi)
             if perm is None:
-                sel = slice(s * bs, min(self.n, (s + 1) * bs))
+                sel = slice(lo, hi)
                 xb = self.x[sel]
                 yb = None if self.y is None else self.y[sel]
             else:
-                idx = np.sort(perm[s * bs : (s + 1) * bs])  # sorted: cache-friendlier gathers
+                idx = np.sort(perm[lo:hi])  # sorted: cache-friendlier gathers
                 xb = self.x.take(idx, axis=0)
                 yb = None if self.y is None else self.y.take(idx, axis=0)
             yield np.ascontiguousarray(xb, dtype=np.float32), yb
@@ -73,8 +79,9 @@ class _ArrayData:
 class _IterData:
     """Batches from a dataset object (``__iter__``, maybe ``__len__``) or a Python generator."""
 
-    def __init__(self, obj, steps=None):
+    def __init__(self, obj, steps=None, shard=False):
         self.obj = obj
+        self.shard = shard  # data-parallel: yield this process's part of each global batch
         self.is_iterator = hasattr(obj, "__next__")
         self._it = obj if self.is_iterator else None
         if steps is None and not self.is_iterator:
@@ -86,7 +93,8 @@ class _IterData:
         self.exhausted = False
 
     def __iter__(self):
-        it = self._it if self.is_iterator else iter(self.obj)
+        source = self._it if self.is_iterator else self.obj
+        it = distribution.local_batches(source) if self.shard else iter(source)
         count = 0
         while self.steps is None or count < self.steps:
             try:
@@ -120,9 +128,9 @@ def _unpack(batch):
 
 def _resolve_verbose(verbose):
     if verbose == "auto":
-        return 1
+        verbose = 1
     if verbose in (0, 1, 2) and not isinstance(verbose, float):
-        return int(verbose)
+        return int(verbose) if distribution.is_chief() else 0  # data-parallel: rank 0 reports
     raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
 
 
@@ -341,7 +349,7 @@ class Model(Layer):
             x = layer.forward(x, training=training)
         return x
 
-    def _backward(self, dy, need_dx, from_preactivation):
+    def _backward(self, dy, need_dx, from_preactivation, on_layer_done=None):
         chain = self._chain()
         # trainable_before[i]: some layer before chain[i] has trainable weights
         trainable_before, seen = [], False
@@ -357,6 +365,8 @@ class Model(Layer):
                 dy = layer.backward_preactivation(dy, need_dx=need)
             else:
                 dy = layer.backward(dy, need_dx=need)
+            if on_layer_done is not None:
+                on_layer_done(layer)  # data-parallel: start sending this layer's gradients
             if not need:
                 return None
         return dy
@@ -530,10 +540,10 @@ class Model(Layer):
             m.reset_state()
 
     def _logs(self, prefix=""):
-        logs = {prefix + "loss": float(self._loss_tracker.result())}
-        for m in self._metrics:
-            logs[prefix + m.name] = float(m.result())
-        return logs
+        names = ["loss"] + [m.name for m in self._metrics]
+        # data-parallel: totals and counts summed over all processes
+        values = distribution.global_results([self._loss_tracker] + self._metrics)
+        return {prefix + k: float(v) for k, v in zip(names, values)}
 
     # ------------------------------------------------------------------ steps
     def _out_shape(self, n):
@@ -554,7 +564,7 @@ class Model(Layer):
             y = self._loss.prepare_targets(y, self._out_shape(len(x)))
         return x, y
 
-    def _compute_gradients(self, x, y):
+    def _compute_gradients(self, x, y, on_layer_done=None):
         """Forward + loss + backward. Returns (batch loss, predictions); grads stay in layers."""
         y_pred = self.forward(x, training=True)
         fused = self._fused()
@@ -562,16 +572,22 @@ class Model(Layer):
             per, dz = self._loss.compute_from_logits(y, self.preactivation)
         else:
             per, dz = self._loss.compute(y, y_pred)
-        self._backward(dz, need_dx=False, from_preactivation=fused)
+        self._backward(dz, need_dx=False, from_preactivation=fused, on_layer_done=on_layer_done)
         return float(np.mean(per, dtype=np.float64)), y_pred
 
     def _train_step(self, x, y):
-        loss, y_pred = self._compute_gradients(x, y)
+        sync = distribution.gradient_sync(self, len(x))  # None unless data-parallel
+        if len(x):  # a data-parallel shard of a small last batch may be empty
+            loss, y_pred = self._compute_gradients(x, y, sync and sync.layer_done)
         pairs = self._trainable_weights_and_grads()
-        self.optimizer.apply([g for _, g in pairs], [w for w, _ in pairs])
-        self._update_metrics(loss, y, y_pred)
+        grads = [g for _, g in pairs] if sync is None else sync.averaged_gradients()
+        self.optimizer.apply(grads, [w for w, _ in pairs])
+        if len(x):
+            self._update_metrics(loss, y, y_pred)
 
     def _test_step(self, x, y):
+        if not len(x):  # an empty data-parallel shard
+            return
         y_pred = self.forward(x, training=False)
         if self._fused():
             per, _ = self._loss.compute_from_logits(y, self.preactivation)
@@ -624,7 +640,7 @@ class Model(Layer):
             raise ValueError(f"`x` is required by {what}()")
         if _is_array_like(x):
             x, y = self._check_arrays(x, y, need_y=need_y)
-            return _ArrayData(x, y, batch_size or 32, shuffle)
+            return _ArrayData(x, y, batch_size or 32, shuffle, shard=what != "predict")
         if not hasattr(x, "__iter__"):
             raise ValueError(f"Unrecognized data type for `x`: {type(x).__name__}")
         if y is not None:
@@ -636,7 +652,7 @@ class Model(Layer):
             warnings.warn(
                 "`batch_size` is ignored when `x` is a dataset or generator", stacklevel=3
             )
-        return _IterData(x, steps)
+        return _IterData(x, steps, shard=what != "predict")
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -745,6 +761,7 @@ class Model(Layer):
             if self.stop_training:
                 break
         cbs.on_train_end(logs={k: v[-1] for k, v in self.history.history.items()})
+        distribution.barrier()  # data-parallel: what rank 0 wrote is there for every process
         return self.history
 
     # ------------------------------------------------------------------ evaluate / predict
@@ -860,12 +877,14 @@ class Model(Layer):
     def save(self, filepath, overwrite=True, zipped=None):
         from .saving import save_model
 
-        save_model(self, filepath, overwrite=overwrite)
+        if distribution.is_chief():  # data-parallel: only rank 0 writes
+            save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True):
         from .saving import save_weights
 
-        save_weights(self, filepath, overwrite=overwrite)
+        if distribution.is_chief():  # data-parallel: only rank 0 writes
+            save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath):
         from .saving import load_weights

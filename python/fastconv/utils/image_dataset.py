@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from fastconv import distribution
+
 ALLOWLIST_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 _COLOR_MODES = {"rgb": ("RGB", 3), "grayscale": ("L", 1), "rgba": ("RGBA", 4)}
@@ -27,6 +29,10 @@ _LABEL_MODES = ("int", "binary", "categorical", None)
 USE_JPEG_DRAFT = True
 #: Batches decoded ahead of the one being consumed.
 PREFETCH_BATCHES = 4
+
+
+class ImageReadError(ValueError):
+    """An image file of a dataset could not be decoded (the message names the file)."""
 
 
 def _resample_filter(interpolation):
@@ -185,7 +191,9 @@ class ImageDataset:
                     img = img.resize((w, h), self._resample)
                 arr = np.asarray(img)
         except Exception as e:  # noqa: BLE001 - any failure is reported with the file name
-            raise ValueError(f"Could not read image file {path}: {type(e).__name__}: {e}") from e
+            raise ImageReadError(
+                f"Could not read image file {path}: {type(e).__name__}: {e}"
+            ) from e
         return arr.reshape(h, w, self._channels)
 
     def _crop_size(self, width, height):
@@ -207,11 +215,24 @@ class ImageDataset:
         n = len(self.file_paths)
         return self._rng.permutation(n) if self.shuffle else np.arange(n)
 
-    def __iter__(self):
+    def _epoch_batches(self):
         order = self._epoch_order()
         bs = self.batch_size or 1
-        batches = [order[i : i + bs] for i in range(0, len(order), bs)]
-        return self._generate(batches)
+        return [order[i : i + bs] for i in range(0, len(order), bs)]
+
+    def __iter__(self):
+        return self._generate(self._epoch_batches())
+
+    def iter_shard(self, index, count):
+        """One epoch of part ``index`` of ``count`` of every batch (data-parallel training): the
+        batches of ``iter(self)`` (same order for the same seed), each cut into ``count``
+        contiguous near-equal parts (maybe empty); only part ``index`` is decoded."""
+        if self.batch_size is None:
+            raise ValueError("Sharding needs batches: use a `batch_size`, not None")
+        bounds = distribution.shard_bounds
+        return self._generate(
+            [b[slice(*bounds(len(b), index, count))] for b in self._epoch_batches()]
+        )
 
     def _submit(self, pool, idx):
         out = np.empty((len(idx),) + self.element_shape, np.float32)
@@ -363,7 +384,8 @@ def image_dataset_from_directory(
     if shuffle:
         # Keras: shuffle paths and labels with the same seed, then split off the tail.
         if seed is None:
-            seed = np.random.randint(1_000_000)
+            # data-parallel: rank 0's seed on every process, so they all share the order
+            seed = distribution.shared_seed(np.random.randint(1_000_000))
         rng = np.random.RandomState(seed)
         rng.shuffle(file_paths)
         if file_labels is not None:

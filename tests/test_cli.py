@@ -224,3 +224,10 @@ def test_plot_history_writes_png(tmp_path):
     assert blue.sum() > 200  # the curves are drawn
     with pytest.raises(TypeError, match="History"):
         plot_history([1, 2], path)
+
+
+@pytest.mark.parametrize("target", ["model.h5", "no_such_folder/model.keras"])
+def test_train_refuses_a_bad_save_path_before_training(tmp_path, target):
+    r = run("train", "mnist", "--epochs", 1, "--save", tmp_path / target, timeout=60)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "--save" in r.stderr and "Epoch" not in r.stdout

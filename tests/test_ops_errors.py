@@ -563,3 +563,12 @@ def test_huge_parameters_do_not_crash():
     _correct_or_refused(
         lambda: ops.conv2d(x, k, strides=1 << 40, padding="same"), (1, 1, 1, 1), 9.0
     )
+
+
+def test_window_arguments_beyond_64_bit_indexing_are_refused_by_name():
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    k = np.zeros((3, 3, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="strides"):
+        ops.conv2d(x, k, strides=2**70)
+    with pytest.raises(ValueError, match="pool_size"):
+        ops.max_pool2d(x, pool_size=(2, 2**63))

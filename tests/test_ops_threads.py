@@ -192,3 +192,17 @@ def _check_gil_released():
         f"counter ran at {during:.0f}/s during the kernel vs {rate:.0f}/s idle "
         f"(call {duration:.3f}s): the GIL seems held"
     )
+
+
+@pytest.mark.parametrize("bad", [1.5, "2", True, None])
+def test_set_num_threads_refuses_non_integers(bad, restore_threads):
+    before = fastconv.get_num_threads()
+    with pytest.raises(TypeError, match="must be an int"):
+        fastconv.set_num_threads(bad)
+    assert fastconv.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad", [0, -1, 10**12])
+def test_set_num_threads_refuses_out_of_range(bad, restore_threads):
+    with pytest.raises(ValueError, match="must be in"):
+        fastconv.set_num_threads(bad)

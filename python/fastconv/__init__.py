@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os as _os
 
 # Idle OpenMP threads spin by default. Between kernels, while Python runs, a spinning thread
@@ -16,8 +17,15 @@ from fastconv import _core  # noqa: E402
 __version__: str = _core.__version__
 
 
+MAX_THREADS = 4096
+
+
 def set_num_threads(n: int) -> None:
     """Sets the number of threads every fastconv kernel uses (default: OMP_NUM_THREADS or cores)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"set_num_threads: n must be an int, got {n!r}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"set_num_threads: n must be in [1, {MAX_THREADS}], got {n}")
     _core.set_num_threads(int(n))
 
 

@@ -253,17 +253,16 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
-            if self.restore_best_weights and self.best_weights is not None:
-                if self.verbose > 0:
-                    print(
-                        "Restoring model weights from the end of the best epoch: "
-                        f"{self.best_epoch + 1}."
-                    )
-                self.model.set_weights(self.best_weights)
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose > 0:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        # As Keras 3: the best weights come back at the end of training, stopped early or not.
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                epoch = self.best_epoch + 1
+                print(f"Restoring model weights from the end of the best epoch: {epoch}.")
+            self.model.set_weights(self.best_weights)
 
 
 class LambdaCallback(Callback):

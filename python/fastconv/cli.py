@@ -132,6 +132,13 @@ def _setup(args):
         if args.threads < 1:
             raise CommandError(f"--threads must be >= 1, got {args.threads}")
         fastconv.set_num_threads(args.threads)
+    save = getattr(args, "save", None)
+    if save:  # refuse a bad --save before training, not after it
+        if not str(save).endswith(".keras"):
+            raise CommandError(f"--save must name a .keras file, got {save}")
+        folder = Path(save).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise CommandError(f"--save {save}: the folder {folder} does not exist")
     if args.seed is not None:
         from fastconv.utils import set_random_seed
 

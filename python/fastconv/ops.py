@@ -73,6 +73,10 @@ def _rank(arr: np.ndarray, name: str, rank: int, layout: str) -> None:
         raise ValueError(f"{name} must have rank {rank} {layout}, got shape {arr.shape}")
 
 
+# The kernels index with 64-bit integers; larger strides, sizes or dilations cannot be meant.
+_MAX_WINDOW = 2**62
+
+
 def _pair(value: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -90,6 +94,8 @@ def _pair(value: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
         pair = (int(items[0]), int(items[1]))
     if min(pair) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if max(pair) > _MAX_WINDOW:
+        raise ValueError(f"{name} must be <= {_MAX_WINDOW} (2**62), got {value!r}")
     return pair
 
 

@@ -235,7 +235,15 @@ def load_mnist_family(
         for role, gz_name in FILES:
             dest = target / gz_name
             if not dest.is_file():
-                download(base_url + gz_name, dest, sha256.get(gz_name), raw_sha256.get(gz_name))
+                try:
+                    download(base_url + gz_name, dest, sha256.get(gz_name), raw_sha256.get(gz_name))
+                except OSError as e:
+                    searched = ", ".join(str(d) for d in dirs)
+                    raise OSError(
+                        f"{name}: the IDX files are not in any of {searched}, and {e}. Put the "
+                        "four files in one of those folders, pass load_data(path=...), or set "
+                        "FASTCONV_DATA (or FASTCONV_DATASET_MIRROR for another download site)."
+                    ) from e
             files[role] = dest
 
     arrays = {

@@ -9,6 +9,7 @@ optimizer update over all trainable weights.
 
 from __future__ import annotations
 
+import collections
 import math
 import sys
 import time
@@ -157,9 +158,9 @@ class _Progress:
                 if total
                 else "{n_fmt} steps [{elapsed}]{postfix}"
             )
-            self.bar = tqdm(
-                total=total, file=sys.stdout, bar_format=fmt, leave=True, dynamic_ncols=True
-            )
+            # A fixed-width bar and no column limit: the loss and metrics at the end of the line
+            # are never cut off by a narrow terminal (the line wraps instead, as Keras' does).
+            self.bar = tqdm(total=total, file=sys.stdout, bar_format=fmt, leave=True, ncols=None)
         elif verbose == 2 and header:
             self.header = header
         self.header = header
@@ -251,11 +252,11 @@ class Model(Layer):
                 f"given input {inputs!r} (it comes from input layer '{t._keras_history[0].name}')."
             )
         layers = [inputs._keras_history[0]] + chain[::-1]
-        names = [layer.name for layer in layers]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        counts = collections.Counter(layer.name for layer in layers)
+        dup = sorted(name for name, n in counts.items() if n > 1)
         if dup:
             raise ValueError(
-                f"The name {dup[0]!r} is used {names.count(dup[0])} times in the model. "
+                f"The name {dup[0]!r} is used {counts[dup[0]]} times in the model. "
                 "All layer names should be unique."
             )
         self._graph_layers = layers
@@ -508,7 +509,12 @@ class Model(Layer):
         self._compile_config = {
             "optimizer": optimizers_module.serialize(self.optimizer),
             "loss": None if self._loss is None else losses_module.serialize(self._loss),
-            "metrics": [m if isinstance(m, str) else metrics_module.serialize(m) for m in metrics],
+            # Names stay names (Keras resolves "accuracy" from the loss); objects and dicts are
+            # stored from the resolved metric, so a loaded model compiles the same way again.
+            "metrics": [
+                m if isinstance(m, str) else metrics_module.serialize(resolved)
+                for m, resolved in zip(metrics, self._metrics)
+            ],
         }
         self.compiled = True
 
@@ -703,6 +709,8 @@ class Model(Layer):
         val = None
         if validation_data is not None:
             vx, vy = validation_data, None
+            if isinstance(validation_data, list):  # Keras takes [x_val, y_val] as a tuple
+                validation_data = tuple(validation_data)
             if isinstance(validation_data, tuple):
                 if len(validation_data) not in (2, 3):
                     raise ValueError("`validation_data` must be (x_val, y_val) or a dataset")

@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 MAX_WEIGHTS_BYTES = 8 * 1024**3  # total uncompressed weight bytes accepted
 MAX_ENTRIES = 100_000
-MAX_LAYERS = 10_000
+MAX_LAYERS = 1_000  # far above any CNN here; bounds the work a hostile file can cause
 _WEIGHT_PATH = re.compile(r"^weights/[0-9]{1,6}\.npy$")
 
 
@@ -148,6 +148,8 @@ def _write_archive(filepath, meta, weights, overwrite):
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False")
     folder = os.path.dirname(os.path.abspath(filepath))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save {filepath}: the folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=".fastconv-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -75,7 +75,21 @@ struct TapGather {
     int64_t ch = t0 - tap * channels;
     int64_t a = tap / kernel_w, b = tap - a * kernel_w;
     float* d = dst;
+    // A whole kernel row of undilated taps reads kernel_w * channels consecutive floats (the
+    // neighbouring pixels of one image row): one copy instead of kernel_w short ones.
+    const bool rows_contiguous = !transposed && dilation_w == 1 && dst_stride == 1;
+    const int64_t row_floats = kernel_w * channels;
     for (int64_t remaining = count; remaining > 0;) {
+      if (rows_contiguous && b == 0 && ch == 0 && remaining >= row_floats) {
+        const float* first = source(n, y, x, a, 0);
+        if (first && source(n, y, x, a, kernel_w - 1)) {
+          for (int64_t i = 0; i < row_floats; ++i) d[i] = first[i];
+          d += row_floats;
+          remaining -= row_floats;
+          ++a;
+          continue;
+        }
+      }
       const int64_t run = std::min(channels - ch, remaining);
       const float* s = source(n, y, x, a, b);
       // Short runs (images have 1 or 3 channels) are copied inline: a memcpy call per run
@@ -277,12 +291,17 @@ void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const flo
 // The same sum for channel counts the row-pointer kernel cannot tile (an image's 1 or 3
 // channels): each pixel's whole patch (taps x channels, zero-padded to a multiple of MR) is
 // gathered once into a small chunk buffer, and the kernel runs over patch rows instead of taps.
-void weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const float* x,
-                             const float* dy, int64_t begin, int64_t end, float* dkernel) {
+//
+// When the padding leaves a spare row, it is set to 1 so that the same pass also sums dy over
+// the pixels: the bias gradient, without another read of dy. Returns whether dbias was written.
+bool weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                             const float* dy, int64_t begin, int64_t end, float* dkernel,
+                             float* dbias) {
   constexpr int64_t kChunk = 256;
   const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
   const int64_t patch = s.kernel_h * s.kernel_w * s.in_c, out_c = s.out_c;
   const int64_t padded = (patch + mr - 1) / mr * mr;
+  const bool with_bias = dbias && padded > patch;
   const TapGather g = forward_gather(s, x);
   float* patches = thread_scratch(Scratch::kPackA, static_cast<size_t>(kChunk * padded));
   float* sums = thread_scratch(Scratch::kPackB, static_cast<size_t>(padded * out_c));
@@ -299,6 +318,7 @@ void weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const 
       float* row = patches + k * padded;
       g.gather(c, 0, patch, row, 1);
       for (int64_t j = patch; j < padded; ++j) row[j] = 0.0f;
+      if (with_bias) row[patch] = 1.0f;
       a_rows[k] = row;
       b_rows[k] = dy + (c0 + k) * out_c;
     }
@@ -308,6 +328,8 @@ void weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const 
                                static_cast<int>(std::min<int64_t>(nr, out_c - co)), true);
   }
   for (int64_t e = 0; e < patch * out_c; ++e) dkernel[e] += sums[e];
+  if (with_bias) std::copy(sums + patch * out_c, sums + (patch + 1) * out_c, dbias);
+  return with_bias;
 }
 
 }  // namespace
@@ -331,11 +353,12 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
     float* dk = nt == 1 ? dkernel : partial;
     float* db = nt == 1 ? dbias : partial + kernel_size;
     std::memset(dk, 0, kernel_size * sizeof(float));
+    bool bias_done = false;
     if (per_tap_rows)
       weight_gradient_rows(kt, s, x, dy, begin, end, dk);
     else
-      weight_gradient_patches(kt, s, x, dy, begin, end, dk);
-    if (db) {
+      bias_done = weight_gradient_patches(kt, s, x, dy, begin, end, dk, db);
+    if (db && !bias_done) {
       std::fill(db, db + out_c, 0.0f);
       for (int64_t p = begin; p < end; ++p) {
         const float* row = dy + p * out_c;

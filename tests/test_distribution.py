@@ -102,7 +102,8 @@ TRAIN = """
     logs = [h1.history["loss"][0], h1.history["accuracy"][0], h2.history["loss"][0], *ev]
     rank = fastconv.distribution.rank()
     np.savez(f"{out}.{rank}.npz", *model.get_weights(), *initial, logs=np.array(logs))
-    print("size", fastconv.distribution.num_processes())
+    if rank == 0:  # one writer: two processes' prints can interleave mid-line
+        print("size", fastconv.distribution.num_processes(), flush=True)
 """
 
 

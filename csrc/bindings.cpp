@@ -161,15 +161,16 @@ PYBIND11_MODULE(_core, m) {
 
   m.def(
       "max_pool2d_backward",
-      [](const Array& x, const Array& dy, Array& dx, Pair pool, Pair strides, Pair pads) {
+      [](const Array& x, const Array& dy, Array& dx, Pair pool, Pair strides, Pair pads,
+         bool through_relu) {
         const Pool2dShape s = pool_shape(x, dy, pool, strides, pads);
         require(dx.ndim() == 4 && dx.size() == x.size(), "dx must have the shape of x");
         float* out = writable(dx, "dx");
         py::gil_scoped_release release;
-        fastconv::max_pool2d_backward(s, x.data(), dy.data(), out);
+        fastconv::max_pool2d_backward(s, x.data(), dy.data(), out, through_relu);
       },
       py::arg("x").noconvert(), py::arg("dy").noconvert(), py::arg("dx").noconvert(),
-      py::arg("pool"), py::arg("strides"), py::arg("pads"));
+      py::arg("pool"), py::arg("strides"), py::arg("pads"), py::arg("through_relu") = false);
 
   m.def(
       "avg_pool2d_backward",

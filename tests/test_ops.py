@@ -1232,3 +1232,25 @@ def test_dense_with_zero_input_features(isa, rng):
     check(y, ref.dense(x, k, b), what="dense")
     for got, exp, name in zip(grads, ref.dense_grad(x, k, dy), "dx dk db".split()):
         check(got, exp, what=name)
+
+
+@pytest.mark.parametrize(
+    "shape, pool, strides, padding",
+    [
+        ((3, 6, 7, 5), 2, None, "valid"),
+        ((2, 7, 7, 33), 3, 2, "same"),  # overlapping windows, padded edge
+        ((1, 5, 4, 17), (2, 3), 1, "same"),
+    ],
+)
+def test_max_pool2d_relu_grad_is_relu_grad_of_max_pool_grad(
+    isa, rng, shape, pool, strides, padding
+):
+    # x is a ReLU output: many exact zeros (whole zero windows included) and ties
+    x = np.maximum(rng.integers(-3, 3, size=shape), 0).astype(np.float32)
+    x[0, :2, :2, :] = 0.0
+    out_h, out_w = ops.pool2d_output_shape(shape, pool, strides, padding)
+    dy = rng.standard_normal((shape[0], out_h, out_w, shape[3])).astype(np.float32)
+    expected = ref.relu_grad(x, ref.max_pool2d_grad(x, dy, pool, strides, padding))
+    got = ops.max_pool2d_relu_grad(x, dy, pool, strides, padding)
+    assert ref.rel_err(got, expected) <= 1e-6
+    assert np.all(got[x == 0] == 0)

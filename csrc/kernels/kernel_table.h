@@ -38,10 +38,11 @@ struct KernelTable {
   int rowgemm_nr;
   RowGemmMicrokernel rowgemm_microkernel;
   // Pooling over one cell's C channels: best = max(best, in) with NaN winning; and the gradient
-  // routed to the first maximal cell of a window.
+  // routed to the first maximal cell of a window (only where the maximum is > 0 when
+  // positive_only: the ReLU before the pooling folded in).
   void (*max_pool_accumulate)(int64_t C, const float* in, float* best);
   void (*max_pool_route)(int64_t C, const float* in, const float* best, float* taken,
-                         const float* g, float* out);
+                         const float* g, float* out, bool positive_only);
   void (*relu_forward)(const float* x, float* y, int64_t n);
   void (*relu_backward)(const float* x, const float* dy, float* dx, int64_t n);
   void (*bias_relu_rows)(float* c, int64_t ldc, int64_t rows, int64_t cols, const float* bias,

@@ -70,7 +70,8 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
   });
 }
 
-void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, float* dx) {
+void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, float* dx,
+                         bool through_relu) {
   const KernelTable& kt = active_kernels();
   const int64_t C = s.channels;
   zero_parallel(dx, s.batch * s.in_h * s.in_w * C);
@@ -98,7 +99,7 @@ void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, 
           const int64_t base = ((n * s.in_h + iy) * s.in_w + ix) * C;
           const float* in = x + base;
           float* out = dx + base;
-          kt.max_pool_route(C, in, bst, tkn, g, out);
+          kt.max_pool_route(C, in, bst, tkn, g, out, through_relu);
         }
     }
   });

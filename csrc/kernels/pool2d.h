@@ -14,8 +14,11 @@ struct Pool2dShape {
 };
 
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y);
-// Ties send the gradient to the first maximal cell in row-major window order.
-void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, float* dx);
+// Ties send the gradient to the first maximal cell in row-major window order. With
+// through_relu, x is a ReLU's output and dx is the gradient with respect to the ReLU's input
+// (windows whose maximum is 0 pass nothing), saving a separate ReLU-gradient pass.
+void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, float* dx,
+                         bool through_relu);
 void avg_pool2d_forward(const Pool2dShape& s, const float* x, float* y);
 void avg_pool2d_backward(const Pool2dShape& s, const float* dy, float* dx);
 

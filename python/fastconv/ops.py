@@ -26,6 +26,7 @@ __all__ = [
     "relu_grad",
     "max_pool2d",
     "max_pool2d_grad",
+    "max_pool2d_relu_grad",
     "avg_pool2d",
     "avg_pool2d_grad",
     "dense",
@@ -415,6 +416,28 @@ def max_pool2d_grad(
 ) -> np.ndarray:
     """Gradient of max pooling: each window's dy goes to its first maximal cell (row-major)."""
     return _pool_grad("max_pool2d", x, dy, pool_size, strides, padding, _core.max_pool2d_backward)
+
+
+def max_pool2d_relu_grad(
+    x: ArrayLike,
+    dy: ArrayLike,
+    pool_size: IntPair = 2,
+    strides: IntPair | None = None,
+    padding: str = "valid",
+) -> np.ndarray:
+    """Gradient of ``max_pool2d(relu(z))`` with respect to z, given ``x = relu(z)``.
+
+    Equals ``relu_grad(x, max_pool2d_grad(x, dy, ...))`` in one pass over memory instead of two.
+    """
+    return _pool_grad(
+        "max_pool2d",
+        x,
+        dy,
+        pool_size,
+        strides,
+        padding,
+        lambda xf, g, dx, *args: _core.max_pool2d_backward(xf, g, dx, *args, True),
+    )
 
 
 def avg_pool2d_grad(

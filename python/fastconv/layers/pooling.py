@@ -68,6 +68,11 @@ class MaxPooling2D(_Pooling2D):
     _fwd = staticmethod(lambda x, **kw: ops.max_pool2d(x, **kw))
     _bwd = staticmethod(lambda x, dy, **kw: ops.max_pool2d_grad(x, dy, **kw))
 
+    def backward_through_relu(self, dy):
+        """Gradient with respect to the pre-activation of the ReLU layer feeding this pooling
+        (its output is this layer's input): the ReLU mask applied in the same pass."""
+        return ops.max_pool2d_relu_grad(self._x, dy, **self._kw())
+
 
 @register_layer
 class AveragePooling2D(_Pooling2D):

@@ -189,6 +189,14 @@ class _Progress:
 
 
 # --------------------------------------------------------------------------- the model
+def _relu_folds_into(producer, layer) -> bool:
+    """Whether ``layer``'s backward can also apply ``producer``'s ReLU mask."""
+    # Every layer with an `activation` implements backward_preactivation.
+    return (
+        hasattr(layer, "backward_through_relu") and getattr(producer, "activation", None) == "relu"
+    )
+
+
 class Model(Layer):
     """Functional model: ``Model(inputs=Input(...), outputs=tensor)``."""
 
@@ -357,13 +365,20 @@ class Model(Layer):
         for layer in chain:
             trainable_before.append(seen)
             seen = seen or layer.has_trainable_weights
+        preactivation = from_preactivation  # dy is with respect to chain[i]'s pre-activation
         for i in range(len(chain) - 1, -1, -1):
             layer = chain[i]
             need = bool(need_dx or trainable_before[i])
             if not need and not layer.has_trainable_weights:
                 return None
-            if i == len(chain) - 1 and from_preactivation:
+            if preactivation:
                 dy = layer.backward_preactivation(dy, need_dx=need)
+                preactivation = False
+            elif need and i > 0 and _relu_folds_into(chain[i - 1], layer):
+                # A max pooling right after a ReLU-activated layer applies the ReLU mask itself
+                # (one pass over the large activation instead of two).
+                dy = layer.backward_through_relu(dy)
+                preactivation = True
             else:
                 dy = layer.backward(dy, need_dx=need)
             if on_layer_done is not None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 __all__ = ["KerasTensor", "Input"]
 
 
@@ -34,7 +37,13 @@ class KerasTensor:
         )
 
 
-def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None):  # noqa: N802
+def Input(  # noqa: N802
+    shape: Sequence[int | None] | None = None,
+    batch_size: int | None = None,
+    dtype: Any = None,
+    name: str | None = None,
+    batch_shape: Sequence[int | None] | None = None,
+) -> KerasTensor:
     """Create a symbolic input tensor, as ``keras.Input``."""
     from .layers.core import InputLayer
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,36 +25,41 @@ __all__ = [
 class Callback:
     """Base class; override any hook. ``self.model`` and ``self.params`` are set by fit."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.model = None
         self.params = {}
 
-    def set_model(self, model):
+    def set_model(self, model: Any) -> None:
         self.model = model
 
-    def set_params(self, params):
+    def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
 
-    def on_train_begin(self, logs=None): ...
-    def on_train_end(self, logs=None): ...
-    def on_epoch_begin(self, epoch, logs=None): ...
-    def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
-    def on_test_begin(self, logs=None): ...
-    def on_test_end(self, logs=None): ...
-    def on_test_batch_begin(self, batch, logs=None): ...
-    def on_test_batch_end(self, batch, logs=None): ...
-    def on_predict_begin(self, logs=None): ...
-    def on_predict_end(self, logs=None): ...
-    def on_predict_batch_begin(self, batch, logs=None): ...
-    def on_predict_batch_end(self, batch, logs=None): ...
+    def on_train_begin(self, logs: dict | None = None) -> None: ...
+    def on_train_end(self, logs: dict | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_test_begin(self, logs: dict | None = None) -> None: ...
+    def on_test_end(self, logs: dict | None = None) -> None: ...
+    def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_predict_begin(self, logs: dict | None = None) -> None: ...
+    def on_predict_end(self, logs: dict | None = None) -> None: ...
+    def on_predict_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
 
 
 class CallbackList:
     """Dispatches every hook to a list of callbacks."""
 
-    def __init__(self, callbacks=None, model=None, params=None):
+    def __init__(
+        self,
+        callbacks: Sequence[Callback] | None = None,
+        model: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         self.callbacks = list(callbacks or [])
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
@@ -76,15 +83,15 @@ class CallbackList:
 class History(Callback):
     """Records per-epoch logs in ``history`` (returned by ``fit``)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.history = {}
         self.epoch = []
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.epoch = []
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
@@ -111,15 +118,15 @@ class ModelCheckpoint(Callback):
 
     def __init__(
         self,
-        filepath,
-        monitor="val_loss",
-        verbose=0,
-        save_best_only=False,
-        save_weights_only=False,
-        mode="auto",
-        save_freq="epoch",
-        initial_value_threshold=None,
-    ):
+        filepath: str | os.PathLike,
+        monitor: str = "val_loss",
+        verbose: int = 0,
+        save_best_only: bool = False,
+        save_weights_only: bool = False,
+        mode: str = "auto",
+        save_freq: str | int = "epoch",
+        initial_value_threshold: float | None = None,
+    ) -> None:
         super().__init__()
         self.filepath = os.fspath(filepath)
         self.monitor = monitor
@@ -158,7 +165,7 @@ class ModelCheckpoint(Callback):
         else:
             self.model.save(path)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         path = self._path(epoch, logs)
         if not self.save_best_only:
@@ -191,15 +198,15 @@ class EarlyStopping(Callback):
 
     def __init__(
         self,
-        monitor="val_loss",
-        min_delta=0,
-        patience=0,
-        verbose=0,
-        mode="auto",
-        baseline=None,
-        restore_best_weights=False,
-        start_from_epoch=0,
-    ):
+        monitor: str = "val_loss",
+        min_delta: float = 0,
+        patience: int = 0,
+        verbose: int = 0,
+        mode: str = "auto",
+        baseline: float | None = None,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+    ) -> None:
         super().__init__()
         self.monitor = monitor
         self.patience = int(patience)
@@ -217,7 +224,7 @@ class EarlyStopping(Callback):
         self.best_weights = None
         self.best_epoch = 0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.wait = 0
         self.stopped_epoch = 0
         self.best = self._init_best
@@ -227,7 +234,7 @@ class EarlyStopping(Callback):
     def _is_improvement(self, value, reference):
         return bool(self.monitor_op(value - self.min_delta, reference))
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         current = (logs or {}).get(self.monitor)
         if current is None:
             warnings.warn(
@@ -254,7 +261,7 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
         if self.stopped_epoch > 0 and self.verbose > 0:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         # As Keras 3: the best weights come back at the end of training, stopped early or not.
@@ -268,7 +275,7 @@ class EarlyStopping(Callback):
 class LambdaCallback(Callback):
     """Callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=lambda e, logs: ...)``."""
 
-    def __init__(self, **hooks):
+    def __init__(self, **hooks: Callable[..., Any]) -> None:
         super().__init__()
         for name, fn in hooks.items():
             if not name.startswith("on_") or not hasattr(Callback, name):
@@ -279,7 +286,7 @@ class LambdaCallback(Callback):
 class TerminateOnNaN(Callback):
     """Stop training when a batch loss is NaN or infinite."""
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             print(f"Batch {batch}: Invalid loss, terminating training")

@@ -45,6 +45,8 @@ import sys
 import time
 import weakref
 import zlib
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +134,7 @@ def _install_abort_hook(comm):
 
 
 # ------------------------------------------------------------------------------- public API
-def list_devices(device_type=None):
+def list_devices(device_type: str | None = None) -> list[str]:
     """One device per MPI process: ``["cpu:0", ..., "cpu:N-1"]`` (``["cpu:0"]`` without MPI)."""
     if device_type not in (None, "cpu", "CPU"):
         raise ValueError(f"fastconv runs on CPUs only; received device_type={device_type!r}")
@@ -141,7 +143,11 @@ def list_devices(device_type=None):
     return [f"cpu:{i}" for i in range(n)]
 
 
-def initialize(job_addresses=None, num_processes=None, process_id=None):
+def initialize(
+    job_addresses: str | Sequence[str] | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
     """Start MPI (as Keras' ``initialize`` starts the multi-process runtime).
 
     The launcher (``mpiexec -n N``) decides the processes; ``num_processes`` and ``process_id``,
@@ -168,7 +174,12 @@ class DataParallel:
     of each process to its share of the cores of its machine.
     """
 
-    def __init__(self, device_mesh=None, devices=None, auto_shard_dataset=True):
+    def __init__(
+        self,
+        device_mesh: Any = None,
+        devices: Sequence[str] | None = None,
+        auto_shard_dataset: bool = True,
+    ) -> None:
         if device_mesh is not None:
             raise ValueError("fastconv's DataParallel takes `devices`, not a `device_mesh`")
         if not auto_shard_dataset:
@@ -206,7 +217,7 @@ class DataParallel:
         return f"<DataParallel: {self.num_processes} process(es), this is {self.process_id}>"
 
 
-def set_distribution(value):
+def set_distribution(value: DataParallel | None) -> None:
     """Make ``value`` (a :class:`DataParallel`, or None to stop) the distribution of training."""
     global _current
     if value is not None and not isinstance(value, DataParallel):
@@ -214,7 +225,7 @@ def set_distribution(value):
     _current = value
 
 
-def distribution():
+def distribution() -> DataParallel | None:
     """The distribution set with :func:`set_distribution`, or None."""
     return _current
 
@@ -225,23 +236,23 @@ def _active():
     return d if d is not None and d.num_processes > 1 else None
 
 
-def rank():
+def rank() -> int:
     """This process's index in the current distribution (0 without one)."""
     d = _active()
     return 0 if d is None else d.process_id
 
 
-def num_processes():
+def num_processes() -> int:
     d = _active()
     return 1 if d is None else d.num_processes
 
 
-def is_chief():
+def is_chief() -> bool:
     """True on the process that prints and writes files (rank 0, or the only process)."""
     return rank() == 0
 
 
-def barrier():
+def barrier() -> None:
     d = _active()
     if d is not None:
         d.comm.Barrier()

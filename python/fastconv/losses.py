@@ -8,6 +8,8 @@ with the matching activation (softmax for the categorical ones, sigmoid for the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from . import ops
@@ -38,7 +40,12 @@ class Loss:
 
     fused_activation: str | None = None
 
-    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+    def __init__(
+        self,
+        name: str | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        dtype: Any = None,
+    ) -> None:
         if reduction not in ("sum_over_batch_size", "auto", None, "mean"):
             raise ValueError(
                 f"fastconv losses support only reduction='sum_over_batch_size'. "
@@ -47,28 +54,30 @@ class Loss:
         self.name = name or _snake(type(self).__name__)
         self.reduction = "sum_over_batch_size"
 
-    def prepare_targets(self, y_true, y_pred_shape):
+    def prepare_targets(self, y_true: Any, y_pred_shape: tuple[int, ...]) -> np.ndarray:
         """Validate and convert targets for predictions of shape ``y_pred_shape`` (batch first)."""
         return _f32(y_true)
 
-    def compute(self, y_true, y_pred):
+    def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def compute_from_logits(self, y_true, logits):
+    def compute_from_logits(
+        self, y_true: np.ndarray, logits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
         if sample_weight is not None:
             raise NotImplementedError("sample_weight is not supported by fastconv losses")
         y_pred = _f32(y_pred)
         per_sample, _ = self.compute(self.prepare_targets(y_true, y_pred.shape), y_pred)
         return float(np.mean(per_sample, dtype=np.float64))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "reduction": self.reduction}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Loss:
         return cls(**config)
 
 
@@ -91,13 +100,19 @@ class SparseCategoricalCrossentropy(Loss):
 
     fused_activation = "softmax"
 
-    def __init__(self, from_logits=False, ignore_class=None, name=None, **kwargs):
+    def __init__(
+        self,
+        from_logits: bool = False,
+        ignore_class: int | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(name=name or "sparse_categorical_crossentropy", **kwargs)
         if ignore_class is not None:
             raise ValueError("fastconv does not support `ignore_class`")
         self.from_logits = bool(from_logits)
 
-    def prepare_targets(self, y_true, y_pred_shape):
+    def prepare_targets(self, y_true: Any, y_pred_shape: tuple[int, ...]) -> np.ndarray:
         y = np.asarray(y_true)
         n, k = y_pred_shape[0], y_pred_shape[-1]
         expected = tuple(y_pred_shape[:-1])
@@ -133,10 +148,12 @@ class SparseCategoricalCrossentropy(Loss):
         d *= np.float32(1.0 / len(z))
         return _per_sample(losses, logits.shape[0]), d.reshape(logits.shape)
 
-    def compute_from_logits(self, y_true, logits):
+    def compute_from_logits(
+        self, y_true: np.ndarray, logits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         return self._fused(y_true, logits)
 
-    def compute(self, y_true, y_pred):
+    def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.from_logits:
             return self._fused(y_true, y_pred)
         y = _rows(_f32(y_pred))
@@ -153,7 +170,7 @@ class SparseCategoricalCrossentropy(Loss):
         dy *= np.float32(1.0 / len(y))
         return _per_sample(losses, y_pred.shape[0]), _f32(dy).reshape(y_pred.shape)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
         cfg["from_logits"] = self.from_logits
         return cfg
@@ -164,7 +181,14 @@ class CategoricalCrossentropy(Loss):
 
     fused_activation = "softmax"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, name=None, **kwargs):
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(name=name or "categorical_crossentropy", **kwargs)
         if axis != -1:
             raise ValueError("fastconv CategoricalCrossentropy supports only axis=-1")
@@ -172,7 +196,7 @@ class CategoricalCrossentropy(Loss):
         self.label_smoothing = float(label_smoothing)
         self.axis = -1
 
-    def prepare_targets(self, y_true, y_pred_shape):
+    def prepare_targets(self, y_true: Any, y_pred_shape: tuple[int, ...]) -> np.ndarray:
         y = _f32(y_true)
         if y.shape != tuple(y_pred_shape):
             hint = ""
@@ -196,10 +220,12 @@ class CategoricalCrossentropy(Loss):
         d *= np.float32(1.0 / len(z))
         return _per_sample(losses, logits.shape[0]), d.reshape(logits.shape)
 
-    def compute_from_logits(self, y_true, logits):
+    def compute_from_logits(
+        self, y_true: np.ndarray, logits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         return self._fused(y_true, logits)
 
-    def compute(self, y_true, y_pred):
+    def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.from_logits:
             return self._fused(y_true, y_pred)
         y, t = _rows(_f32(y_pred)), _rows(y_true)
@@ -213,7 +239,7 @@ class CategoricalCrossentropy(Loss):
         dy *= np.float32(1.0 / len(y))
         return _per_sample(losses, y_pred.shape[0]), _f32(dy).reshape(y_pred.shape)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
         cfg.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=-1)
         return cfg
@@ -224,7 +250,14 @@ class BinaryCrossentropy(Loss):
 
     fused_activation = "sigmoid"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, name=None, **kwargs):
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(name=name or "binary_crossentropy", **kwargs)
         if axis != -1:
             raise ValueError("fastconv BinaryCrossentropy supports only axis=-1")
@@ -232,7 +265,7 @@ class BinaryCrossentropy(Loss):
         self.label_smoothing = float(label_smoothing)
         self.axis = -1
 
-    def prepare_targets(self, y_true, y_pred_shape):
+    def prepare_targets(self, y_true: Any, y_pred_shape: tuple[int, ...]) -> np.ndarray:
         y = _f32(y_true)
         shape = tuple(y_pred_shape)
         if y.shape != shape:
@@ -254,10 +287,12 @@ class BinaryCrossentropy(Loss):
         d *= np.float32(1.0 / d.size)
         return losses.reshape(z.shape[0], -1).mean(axis=1), d.reshape(z.shape)
 
-    def compute_from_logits(self, y_true, logits):
+    def compute_from_logits(
+        self, y_true: np.ndarray, logits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         return self._fused(y_true, logits)
 
-    def compute(self, y_true, y_pred):
+    def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.from_logits:
             return self._fused(y_true, y_pred)
         y = _f32(y_pred)
@@ -268,17 +303,17 @@ class BinaryCrossentropy(Loss):
         dy = np.where(inside, (p - t) / (p * (1.0 - p)), 0.0) * (1.0 / y.size)
         return elem.reshape(y.shape[0], -1).mean(axis=1), _f32(dy)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
         cfg.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=-1)
         return cfg
 
 
 class MeanSquaredError(Loss):
-    def __init__(self, name=None, **kwargs):
+    def __init__(self, name: str | None = None, **kwargs: Any) -> None:
         super().__init__(name=name or "mean_squared_error", **kwargs)
 
-    def prepare_targets(self, y_true, y_pred_shape):
+    def prepare_targets(self, y_true: Any, y_pred_shape: tuple[int, ...]) -> np.ndarray:
         y = _f32(y_true)
         shape = tuple(y_pred_shape)
         if y.shape != shape:
@@ -290,7 +325,7 @@ class MeanSquaredError(Loss):
             )
         return y
 
-    def compute(self, y_true, y_pred):
+    def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         diff = _f32(y_pred) - y_true
         per = (diff * diff).reshape(diff.shape[0], -1).mean(axis=1)
         return per, _f32(diff * (2.0 / diff.size))

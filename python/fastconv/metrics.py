@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = [
@@ -19,29 +21,29 @@ __all__ = [
 class Metric:
     """Base class: ``update_state``, ``result``, ``reset_state``."""
 
-    def __init__(self, name=None, dtype=None):
+    def __init__(self, name: str | None = None, dtype: Any = None) -> None:
         from .layers.base import to_snake_case
 
         self.name = name or to_snake_case(type(self).__name__)
         self.reset_state()
 
-    def reset_state(self):
+    def reset_state(self) -> None:
         pass
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         raise NotImplementedError
 
-    def result(self):
+    def result(self) -> float:
         raise NotImplementedError
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Metric:
         return cls(**config)
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
         self.update_state(y_true, y_pred, sample_weight)
         return self.result()
 
@@ -49,11 +51,11 @@ class Metric:
 class Mean(Metric):
     """Weighted running mean of values."""
 
-    def reset_state(self):
+    def reset_state(self) -> None:
         self.total = 0.0
         self.count = 0.0
 
-    def update_state(self, values, sample_weight=None):
+    def update_state(self, values: Any, sample_weight: Any = None) -> None:
         v = np.asarray(values, dtype=np.float64)
         if sample_weight is None:
             self.total += float(v.sum())
@@ -63,7 +65,7 @@ class Mean(Metric):
             self.total += float((v * w).sum())
             self.count += float(w.sum())
 
-    def result(self):
+    def result(self) -> float:
         return self.total / self.count if self.count else 0.0
 
 
@@ -75,7 +77,7 @@ class _MeanOfValues(Mean):
 
 
 class SparseCategoricalAccuracy(_MeanOfValues):
-    def __init__(self, name="sparse_categorical_accuracy", dtype=None):
+    def __init__(self, name: str = "sparse_categorical_accuracy", dtype: Any = None) -> None:
         super().__init__(name=name)
 
     @staticmethod
@@ -86,7 +88,7 @@ class SparseCategoricalAccuracy(_MeanOfValues):
 
 
 class CategoricalAccuracy(_MeanOfValues):
-    def __init__(self, name="categorical_accuracy", dtype=None):
+    def __init__(self, name: str = "categorical_accuracy", dtype: Any = None) -> None:
         super().__init__(name=name)
 
     @staticmethod
@@ -95,7 +97,9 @@ class CategoricalAccuracy(_MeanOfValues):
 
 
 class BinaryAccuracy(_MeanOfValues):
-    def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
+    def __init__(
+        self, name: str = "binary_accuracy", dtype: Any = None, threshold: float = 0.5
+    ) -> None:
         self.threshold = float(threshold)
         super().__init__(name=name)
 
@@ -104,7 +108,7 @@ class BinaryAccuracy(_MeanOfValues):
         hit = ((y_pred > self.threshold) == (t > 0.5)).astype(np.float32)
         return hit.reshape(hit.shape[0], -1).mean(axis=1) if hit.ndim > 1 else hit
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "threshold": self.threshold}
 
 

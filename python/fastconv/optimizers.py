@@ -6,6 +6,9 @@ C-contiguous) and reused at every step.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import numpy as np
 
 from . import ops
@@ -14,7 +17,9 @@ __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "get", "serialize"]
 
 
 class Optimizer:
-    def __init__(self, learning_rate=0.001, name=None, **kwargs):
+    def __init__(
+        self, learning_rate: float = 0.001, name: str | None = None, **kwargs: Any
+    ) -> None:
         for key in ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay"):
             if kwargs.pop(key, None) is not None:
                 raise ValueError(f"fastconv optimizers do not support `{key}`")
@@ -30,11 +35,11 @@ class Optimizer:
         self._state: dict[int, tuple] = {}
 
     @property
-    def learning_rate(self):
+    def learning_rate(self) -> float:
         return self._learning_rate
 
     @learning_rate.setter
-    def learning_rate(self, value):
+    def learning_rate(self, value: float) -> None:
         value = float(value)
         if not np.isfinite(value) or value < 0:
             raise ValueError(f"learning_rate must be a non-negative number. Received: {value}")
@@ -52,7 +57,7 @@ class Optimizer:
 
     _n_slots = 0
 
-    def apply(self, grads, params):
+    def apply(self, grads: Sequence[np.ndarray | None], params: Sequence[np.ndarray]) -> None:
         """One update of ``params`` (float32 C-contiguous arrays, updated in place)."""
         self.iterations += 1
         for p, g in zip(params, grads):
@@ -60,27 +65,36 @@ class Optimizer:
                 continue
             self._update(p, g, self._slots(p))
 
-    def apply_gradients(self, grads_and_vars):
+    def apply_gradients(
+        self, grads_and_vars: Iterable[tuple[np.ndarray | None, np.ndarray]]
+    ) -> None:
         pairs = list(grads_and_vars)
         self.apply([g for g, _ in pairs], [v for _, v in pairs])
 
     @property
-    def variables(self):
+    def variables(self) -> list[np.ndarray]:
         return [s for st in self._state.values() for s in st[1:]]
 
     def _update(self, p, g, slots):
         raise NotImplementedError
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "learning_rate": self.learning_rate}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
         return cls(**config)
 
 
 class SGD(Optimizer):
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name=None, **kwargs):
+    def __init__(
+        self,
+        learning_rate: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         if not 0 <= momentum <= 1:
             raise ValueError(f"`momentum` must be a float between [0, 1]. Received: {momentum}")
@@ -98,7 +112,7 @@ class SGD(Optimizer):
             nesterov=self.nesterov,
         )
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
         cfg.update(momentum=self.momentum, nesterov=self.nesterov)
         return cfg
@@ -109,14 +123,14 @@ class RMSprop(Optimizer):
 
     def __init__(
         self,
-        learning_rate=0.001,
-        rho=0.9,
-        momentum=0.0,
-        epsilon=1e-7,
-        centered=False,
-        name=None,
-        **kwargs,
-    ):
+        learning_rate: float = 0.001,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         if momentum or centered:
             raise ValueError("fastconv RMSprop supports only momentum=0.0 and centered=False")
@@ -128,7 +142,7 @@ class RMSprop(Optimizer):
             p, g, slots[0], learning_rate=self.learning_rate, rho=self.rho, epsilon=self.epsilon
         )
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
         cfg.update(rho=self.rho, momentum=0.0, epsilon=self.epsilon, centered=False)
         return cfg
@@ -139,14 +153,14 @@ class Adam(Optimizer):
 
     def __init__(
         self,
-        learning_rate=0.001,
-        beta_1=0.9,
-        beta_2=0.999,
-        epsilon=1e-7,
-        amsgrad=False,
-        name=None,
-        **kwargs,
-    ):
+        learning_rate: float = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         if amsgrad:
             raise ValueError("fastconv Adam does not support amsgrad=True")
@@ -166,7 +180,7 @@ class Adam(Optimizer):
             iteration=self.iterations,
         )
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
         cfg.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, amsgrad=False)
         return cfg

@@ -85,7 +85,9 @@ def _split_indices(labels: np.ndarray):
 SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
 
-def load_data(shifted_copies: bool = True):
+def load_data(
+    shifted_copies: bool = True,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Return ``((x_train, y_train), (x_test, y_test))``: uint8 arrays of shapes
     (6735, 28, 28), (6735,), (450, 28, 28), (450,) (or 1,347 training images without the
     shifted copies); pixels 0..255, labels 0..9."""

@@ -7,6 +7,10 @@ directory name ``fashion_mnist`` (``fashion-mnist`` is accepted too: Debian's pa
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
+
 from . import _idx
 
 NAME = "fashion_mnist"
@@ -44,7 +48,9 @@ RAW_SHA256 = dict(
 )
 
 
-def load_data(path=None, base_url=None):
+def load_data(
+    path: str | os.PathLike | None = None, base_url: str | None = None
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Return ``((x_train, y_train), (x_test, y_test))``: uint8 arrays of shapes
     (60000, 28, 28), (60000,), (10000, 28, 28), (10000,), as ``keras.datasets.fashion_mnist``."""
     return _idx.load_mnist_family(

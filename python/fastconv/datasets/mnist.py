@@ -10,6 +10,10 @@ LeCun's files) into ``path`` (or ``~/.fastconv/datasets/mnist/``) and checks eac
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
+
 from . import _idx
 
 NAME = "mnist"
@@ -47,7 +51,9 @@ RAW_SHA256 = dict(
 )
 
 
-def load_data(path=None, base_url=None):
+def load_data(
+    path: str | os.PathLike | None = None, base_url: str | None = None
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Return ``((x_train, y_train), (x_test, y_test))``: uint8 arrays of shapes
     (60000, 28, 28), (60000,), (10000, 28, 28), (10000,), as ``keras.datasets.mnist``."""
     return _idx.load_mnist_family(

@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +107,14 @@ class Layer:
     _min_ndim: int | None = None
     _ndim: int | None = None
 
-    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None, **kwargs):
+    def __init__(
+        self,
+        name: str | None = None,
+        trainable: bool = True,
+        dtype: Any = None,
+        input_shape: Sequence[int | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         for key in ("autocast", "input_dim", "batch_input_shape"):
             kwargs.pop(key, None)
         if kwargs:
@@ -182,10 +191,10 @@ class Layer:
     def has_trainable_weights(self):
         return bool(self.trainable_weights)
 
-    def get_weights(self):
+    def get_weights(self) -> list[np.ndarray]:
         return [w.copy() for w in self.weights]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         params = self.weights
         weights = list(weights)
         if len(weights) != len(params):
@@ -206,7 +215,7 @@ class Layer:
         for p, w in zip(params, arrays):
             np.copyto(p, w, casting="unsafe")  # in place: optimizer state stays attached
 
-    def count_params(self):
+    def count_params(self) -> int:
         if not self.built:
             raise ValueError(
                 f"You tried to call `count_params` on layer '{self.name}', but the layer isn't "
@@ -215,7 +224,7 @@ class Layer:
         return int(sum(w.size for w in self.weights))
 
     # ------------------------------------------------------------------ shapes
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
         self._build_input_shape = tuple(input_shape)
         self.built = True
 
@@ -226,7 +235,7 @@ class Layer:
             if self._build_input_shape is None:
                 self._build_input_shape = tuple(input_shape)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         return tuple(input_shape)
 
     def _incompatible(self, msg, shape):
@@ -258,7 +267,7 @@ class Layer:
                 )
 
     # ------------------------------------------------------------------ compute
-    def call(self, inputs, training=False):
+    def call(self, inputs: np.ndarray, training: bool = False) -> np.ndarray:
         if type(self).forward is Layer.forward:
             raise NotImplementedError(f"Layer {type(self).__name__} does not implement call()")
         return self.forward(inputs, training=training)
@@ -277,7 +286,7 @@ class Layer:
     def backward_preactivation(self, dz, need_dx=True):
         raise NotImplementedError
 
-    def __call__(self, inputs, training=None, **kwargs):
+    def __call__(self, inputs: Any, training: bool | None = None, **kwargs: Any) -> Any:
         from .._tensor import KerasTensor
 
         if kwargs:
@@ -330,11 +339,11 @@ class Layer:
         return self._output_shape
 
     # ------------------------------------------------------------------ config
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Layer:
         return cls(**config)
 
     def __repr__(self):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +38,15 @@ def _check_dims(shape, what):
 class InputLayer(Layer):
     """The layer behind ``Input(shape=...)``; its output is the model's symbolic input."""
 
-    def __init__(self, shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kw):
+    def __init__(
+        self,
+        shape: Sequence[int | None] | None = None,
+        batch_size: int | None = None,
+        dtype: Any = None,
+        name: str | None = None,
+        batch_shape: Sequence[int | None] | None = None,
+        **kw: Any,
+    ) -> None:
         input_shape = kw.pop("input_shape", None)
         kw.pop("sparse", None)
         kw.pop("ragged", None)
@@ -92,13 +102,13 @@ class Dense(Layer):
 
     def __init__(
         self,
-        units,
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        **kwargs,
-    ):
+        units: int,
+        activation: str | Callable[..., Any] | None = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(
@@ -181,7 +191,7 @@ class Dense(Layer):
 class Flatten(Layer):
     """Flattens each sample (NHWC in (h, w, c) order, as Keras)."""
 
-    def __init__(self, data_format=None, **kwargs):
+    def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if data_format not in (None, "channels_last"):
             raise ValueError("fastconv supports only data_format='channels_last'")
@@ -203,7 +213,7 @@ class Flatten(Layer):
 class Activation(Layer):
     """Applies an activation function by name."""
 
-    def __init__(self, activation, **kwargs):
+    def __init__(self, activation: str | Callable[..., Any] | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.activation = _act.get(activation)
 
@@ -233,7 +243,13 @@ class Activation(Layer):
 class ReLU(Layer):
     """Rectified linear unit, with Keras' optional max_value / negative_slope / threshold."""
 
-    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+    def __init__(
+        self,
+        max_value: float | None = None,
+        negative_slope: float = 0.0,
+        threshold: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if max_value is not None and max_value < 0:
             raise ValueError(f"max_value of a ReLU layer cannot be negative. Received: {max_value}")
@@ -280,7 +296,7 @@ class ReLU(Layer):
 class Softmax(Layer):
     """Softmax over ``axis`` (default last)."""
 
-    def __init__(self, axis=-1, **kwargs):
+    def __init__(self, axis: int = -1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.axis = int(axis)
 
@@ -310,7 +326,13 @@ class Softmax(Layer):
 class Dropout(Layer):
     """Zeroes a fraction ``rate`` of inputs while training (scaling the rest by 1/(1-rate))."""
 
-    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+    def __init__(
+        self,
+        rate: float,
+        noise_shape: Sequence[int | None] | None = None,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
             raise ValueError(
@@ -356,7 +378,9 @@ class Dropout(Layer):
 class Rescaling(Layer):
     """``x * scale + offset`` (e.g. ``Rescaling(1.0 / 255)``)."""
 
-    def __init__(self, scale, offset=0.0, **kwargs):
+    def __init__(
+        self, scale: float | np.ndarray, offset: float | np.ndarray = 0.0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         try:
             self.scale = float(scale)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import ops
 from .base import Layer, format_shape, normalize_padding, normalize_tuple, register_layer
 from .convolutional import _op_arg
@@ -14,7 +16,14 @@ class _Pooling2D(Layer):
     _fwd = None
     _bwd = None
 
-    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] = 2,
+        strides: int | tuple[int, int] | None = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if data_format not in (None, "channels_last"):
             raise ValueError("fastconv supports only data_format='channels_last' (NHWC)")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -294,7 +295,13 @@ class RandomFlip(_RandomImageLayer):
     same draw decides both flips (an image is either flipped both ways or not at all).
     """
 
-    def __init__(self, mode=HORIZONTAL_AND_VERTICAL, seed=None, data_format=None, **kwargs):
+    def __init__(
+        self,
+        mode: str = HORIZONTAL_AND_VERTICAL,
+        seed: int | None = None,
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         if mode not in _FLIP_MODES:
             raise ValueError(
@@ -337,14 +344,14 @@ class RandomRotation(_AffineLayer):
 
     def __init__(
         self,
-        factor,
-        fill_mode="reflect",
-        interpolation="bilinear",
-        seed=None,
-        fill_value=0.0,
-        data_format=None,
-        **kwargs,
-    ):
+        factor: float | tuple[float, float],
+        fill_mode: str = "reflect",
+        interpolation: str = "bilinear",
+        seed: int | None = None,
+        fill_value: float = 0.0,
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             fill_mode=fill_mode,
             interpolation=interpolation,
@@ -378,15 +385,15 @@ class RandomZoom(_AffineLayer):
 
     def __init__(
         self,
-        height_factor,
-        width_factor=None,
-        fill_mode="reflect",
-        interpolation="bilinear",
-        seed=None,
-        fill_value=0.0,
-        data_format=None,
-        **kwargs,
-    ):
+        height_factor: float | tuple[float, float],
+        width_factor: float | tuple[float, float] | None = None,
+        fill_mode: str = "reflect",
+        interpolation: str = "bilinear",
+        seed: int | None = None,
+        fill_value: float = 0.0,
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             fill_mode=fill_mode,
             interpolation=interpolation,

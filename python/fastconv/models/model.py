@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -200,7 +203,14 @@ def _relu_folds_into(producer, layer) -> bool:
 class Model(Layer):
     """Functional model: ``Model(inputs=Input(...), outputs=tensor)``."""
 
-    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+    def __init__(
+        self,
+        inputs: KerasTensor | Sequence[KerasTensor] | None = None,
+        outputs: KerasTensor | Sequence[KerasTensor] | None = None,
+        name: str | None = None,
+        trainable: bool = True,
+        **kwargs: Any,
+    ) -> None:
         if type(self) is Model or type(self) is Functional:
             if inputs is None or outputs is None:
                 raise ValueError(
@@ -273,7 +283,7 @@ class Model(Layer):
         self._build_input_shape = inputs.shape
 
     @property
-    def layers(self):
+    def layers(self) -> list[Layer]:
         return list(self._graph_layers)
 
     def get_layer(self, name=None, index=None):
@@ -341,7 +351,7 @@ class Model(Layer):
                 ) from None
             raise
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
         if not self._graph_layers:
             raise ValueError("Functional models are built from their inputs and outputs")
 
@@ -349,7 +359,7 @@ class Model(Layer):
         if not self._graph_layers:
             self.build(tuple(input_shape))
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         self._require_built()
         return (input_shape[0],) + tuple(self.outputs[0].shape[1:])
 
@@ -424,10 +434,10 @@ class Model(Layer):
             return []
         return [p for layer in self.layers for p in layer._trainable_weights_and_grads()]
 
-    def get_weights(self):
+    def get_weights(self) -> list[np.ndarray]:
         return [w.copy() for w in self.weights]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         weights = list(weights)
         expected = sum(len(layer.weights) for layer in self.layers)
         if len(weights) != expected:
@@ -452,20 +462,20 @@ class Model(Layer):
             layer.set_weights(weights[pos : pos + k])
             pos += k
 
-    def count_params(self):
+    def count_params(self) -> int:
         self._require_built()
         return int(sum(w.size for w in self.weights))
 
     # ------------------------------------------------------------------ summary
     def summary(
         self,
-        line_length=None,
-        positions=None,
-        print_fn=None,
-        expand_nested=False,
-        show_trainable=False,
-        layer_range=None,
-    ):
+        line_length: int | None = None,
+        positions: Sequence[float] | None = None,
+        print_fn: Callable[[str], Any] | None = None,
+        expand_nested: bool = False,
+        show_trainable: bool = False,
+        layer_range: Sequence[str] | None = None,
+    ) -> None:
         rows = []
         for layer in self.layers:
             kind = "Functional" if type(layer) is Model else type(layer).__name__
@@ -494,16 +504,16 @@ class Model(Layer):
     # ------------------------------------------------------------------ compile
     def compile(
         self,
-        optimizer="rmsprop",
-        loss=None,
-        metrics=None,
-        loss_weights=None,
-        weighted_metrics=None,
-        run_eagerly=False,
-        steps_per_execution=1,
-        jit_compile="auto",
-        auto_scale_loss=True,
-    ):
+        optimizer: str | dict[str, Any] | optimizers_module.Optimizer = "rmsprop",
+        loss: str | dict[str, Any] | losses_module.Loss | Callable[..., Any] | None = None,
+        metrics: Any = None,
+        loss_weights: Any = None,
+        weighted_metrics: Any = None,
+        run_eagerly: bool = False,
+        steps_per_execution: int = 1,
+        jit_compile: bool | str = "auto",
+        auto_scale_loss: bool = True,
+    ) -> None:
         if loss_weights is not None or weighted_metrics is not None:
             raise ValueError("fastconv does not support `loss_weights` or `weighted_metrics`")
         if steps_per_execution != 1:
@@ -534,11 +544,11 @@ class Model(Layer):
         self.compiled = True
 
     @property
-    def metrics_names(self):
+    def metrics_names(self) -> list[str]:
         return ["loss"] + [m.name for m in self._metrics]
 
     @property
-    def metrics(self):
+    def metrics(self) -> list[metrics_module.Metric]:
         return [self._loss_tracker] + list(self._metrics)
 
     def _assert_compiled(self):
@@ -678,23 +688,23 @@ class Model(Layer):
     # ------------------------------------------------------------------ fit
     def fit(
         self,
-        x=None,
-        y=None,
-        batch_size=None,
-        epochs=1,
-        verbose="auto",
-        callbacks=None,
-        validation_split=0.0,
-        validation_data=None,
-        shuffle=True,
-        class_weight=None,
-        sample_weight=None,
-        initial_epoch=0,
-        steps_per_epoch=None,
-        validation_steps=None,
-        validation_batch_size=None,
-        validation_freq=1,
-    ):
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: int | str = "auto",
+        callbacks: Sequence[callbacks_module.Callback] | None = None,
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        shuffle: bool = True,
+        class_weight: dict[int, float] | None = None,
+        sample_weight: np.ndarray | None = None,
+        initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        validation_batch_size: int | None = None,
+        validation_freq: int = 1,
+    ) -> callbacks_module.History:
         self._assert_compiled()
         verbose = _resolve_verbose(verbose)
         if class_weight is not None or sample_weight is not None:
@@ -812,15 +822,15 @@ class Model(Layer):
 
     def evaluate(
         self,
-        x=None,
-        y=None,
-        batch_size=None,
-        verbose="auto",
-        sample_weight=None,
-        steps=None,
-        callbacks=None,
-        return_dict=False,
-    ):
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: int | str = "auto",
+        sample_weight: np.ndarray | None = None,
+        steps: int | None = None,
+        callbacks: Sequence[callbacks_module.Callback] | None = None,
+        return_dict: bool = False,
+    ) -> float | list[float] | dict[str, float]:
         self._assert_compiled()
         verbose = _resolve_verbose(verbose)
         if sample_weight is not None:
@@ -835,7 +845,14 @@ class Model(Layer):
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+    def predict(
+        self,
+        x: Any,
+        batch_size: int | None = None,
+        verbose: int | str = "auto",
+        steps: int | None = None,
+        callbacks: Sequence[callbacks_module.Callback] | None = None,
+    ) -> np.ndarray:
         verbose = _resolve_verbose(verbose)
         data = self._make_data(x, None, batch_size, False, steps, need_y=False, what="predict")
         cbs = callbacks_module.CallbackList(
@@ -866,7 +883,14 @@ class Model(Layer):
             raise ValueError("The prediction data yielded no batches")
         return np.concatenate(parts, axis=0)
 
-    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: np.ndarray | None = None,
+        class_weight: dict[int, float] | None = None,
+        return_dict: bool = False,
+    ) -> float | list[float] | dict[str, float]:
         """One training step on one batch; metrics are reset first (values are for this batch)."""
         self._assert_compiled()
         if sample_weight is not None or class_weight is not None:
@@ -876,7 +900,13 @@ class Model(Layer):
         self._train_step(np.ascontiguousarray(x, dtype=np.float32), y)
         return self._batch_result(return_dict)
 
-    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+    def test_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: np.ndarray | None = None,
+        return_dict: bool = False,
+    ) -> float | list[float] | dict[str, float]:
         self._assert_compiled()
         if sample_weight is not None:
             raise ValueError("fastconv does not support `sample_weight`")
@@ -885,7 +915,7 @@ class Model(Layer):
         self._test_step(np.ascontiguousarray(x, dtype=np.float32), y)
         return self._batch_result(return_dict)
 
-    def predict_on_batch(self, x):
+    def predict_on_batch(self, x: Any) -> np.ndarray:
         x, _ = self._check_arrays(x, None, need_y=False)
         return self.forward(np.ascontiguousarray(x, dtype=np.float32), training=False)
 
@@ -897,24 +927,26 @@ class Model(Layer):
         return values[0] if len(values) == 1 else values
 
     # ------------------------------------------------------------------ saving / config
-    def save(self, filepath, overwrite=True, zipped=None):
+    def save(
+        self, filepath: str | os.PathLike, overwrite: bool = True, zipped: bool | None = None
+    ) -> None:
         from .saving import save_model
 
         if distribution.is_chief():  # data-parallel: only rank 0 writes
             save_model(self, filepath, overwrite=overwrite)
 
-    def save_weights(self, filepath, overwrite=True):
+    def save_weights(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
         from .saving import save_weights
 
         if distribution.is_chief():  # data-parallel: only rank 0 writes
             save_weights(self, filepath, overwrite=overwrite)
 
-    def load_weights(self, filepath):
+    def load_weights(self, filepath: str | os.PathLike) -> None:
         from .saving import load_weights
 
         load_weights(self, filepath)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         from .saving import serialize_layer
 
         layers = [serialize_layer(layer) for layer in self.layers]
@@ -923,7 +955,7 @@ class Model(Layer):
         return {"name": self.name, "trainable": self.trainable, "layers": layers}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Model:
         from .saving import model_from_config
 
         return model_from_config({"class_name": cls._config_class_name(), "config": config})
@@ -942,7 +974,13 @@ Functional = Model
 class Sequential(Model):
     """A linear stack of layers: ``Sequential([layers...])`` and ``add(layer)``."""
 
-    def __init__(self, layers=None, name=None, trainable=True, **kwargs):
+    def __init__(
+        self,
+        layers: Sequence[Layer | KerasTensor] | None = None,
+        name: str | None = None,
+        trainable: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(name=name, trainable=trainable, **kwargs)
         self._seq = []
         self._input_layer = None
@@ -958,10 +996,10 @@ class Sequential(Model):
         return "Sequential"
 
     @property
-    def layers(self):
+    def layers(self) -> list[Layer]:
         return list(self._seq)
 
-    def add(self, layer, rebuild=True):
+    def add(self, layer: Layer | KerasTensor, rebuild: bool = True) -> None:
         if isinstance(layer, KerasTensor) and isinstance(layer._keras_history[0], InputLayer):
             layer = layer._keras_history[0]
         if not isinstance(layer, Layer):
@@ -999,7 +1037,7 @@ class Sequential(Model):
             t = layer._connect(t)
         self._init_graph(self._input_layer.output, t)
 
-    def pop(self):
+    def pop(self) -> Layer:
         if not self._seq:
             raise TypeError("There are no layers in the model.")
         layer = self._seq.pop()
@@ -1009,7 +1047,7 @@ class Sequential(Model):
             self._init_graph(self._input_layer.output, out)
         return layer
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: Sequence[int | None] | None = None) -> None:
         if self._graph_layers:
             return
         if input_shape is None:
@@ -1018,7 +1056,7 @@ class Sequential(Model):
         self._input_layer = InputLayer(batch_shape=input_shape)
         self._connect_from(0)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         from .saving import serialize_layer
 
         layers = ([self._input_layer] if self._input_layer is not None else []) + self._seq

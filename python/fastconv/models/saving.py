@@ -23,10 +23,14 @@ import re
 import tempfile
 import zipfile
 import zlib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..layers.base import LAYER_REGISTRY, weight_budget
+
+if TYPE_CHECKING:
+    from .model import Model
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "model_from_config"]
 
@@ -179,7 +183,7 @@ def _weights_manifest(model):
     ]
 
 
-def save_model(model, filepath, overwrite=True):
+def save_model(model: Model, filepath: str | os.PathLike, overwrite: bool = True) -> None:
     """Write ``model`` (architecture, compile settings, weights) to one ``.keras`` zip file."""
     path = os.fspath(filepath)
     if not path.endswith(".keras"):
@@ -353,7 +357,12 @@ def _guard(fn, path):
         ) from None
 
 
-def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+def load_model(
+    filepath: str | os.PathLike,
+    custom_objects: dict[str, Any] | None = None,
+    compile: bool = True,
+    safe_mode: bool = True,
+) -> Model:
     """Rebuild a model saved with ``model.save(path)`` (architecture, weights, compile settings)."""
     if custom_objects:
         raise ValueError("fastconv does not load custom objects: only its own layers")

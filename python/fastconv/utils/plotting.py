@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 
 def _history_dict(history):
@@ -15,7 +16,7 @@ def _history_dict(history):
     return h
 
 
-def plot_history(history, path):
+def plot_history(history: Any, path: str | os.PathLike) -> str | os.PathLike:
     """Draw training and validation curves per epoch into the image file ``path`` (PNG, SVG,
     PDF... by extension), one panel per metric (loss first), as the lecture's figures: training
     as dots ("bo"), validation as a line ("b"). Returns ``path``."""

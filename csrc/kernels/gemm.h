@@ -96,16 +96,13 @@ void gemm(const KernelTable& kt, int64_t M, int64_t N, int64_t K, const PackA& p
           int threads) {
   if (M <= 0 || N <= 0) return;
   const int mr = kt.gemm_mr, nr = kt.gemm_nr;
-  if (K <= 0) {
-    parallel_region(1, [&](int, int) {
-      for (int64_t i = 0; i < M; ++i) {
-        if (!accumulate) std::memset(c + i * ldc, 0, N * sizeof(float));
-      }
-      for (int64_t i = 0; i < M; i += mr)
-        for (int64_t j = 0; j < N; j += nr)
-          epilogue(c + i * ldc + j, ldc, i, j, static_cast<int>(std::min<int64_t>(mr, M - i)),
-                   static_cast<int>(std::min<int64_t>(nr, N - j)));
-    });
+  if (K <= 0) {  // an empty sum: C is zero (or unchanged), the epilogue still applies
+    for (int64_t i = 0; i < M; ++i)
+      if (!accumulate) std::memset(c + i * ldc, 0, N * sizeof(float));
+    for (int64_t i = 0; i < M; i += mr)
+      for (int64_t j = 0; j < N; j += nr)
+        epilogue(c + i * ldc + j, ldc, i, j, static_cast<int>(std::min<int64_t>(mr, M - i)),
+                 static_cast<int>(std::min<int64_t>(nr, N - j)));
     return;
   }
   const GemmBlocking blk = gemm_blocking(kt, K);

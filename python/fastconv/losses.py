@@ -157,23 +157,29 @@ class SparseCategoricalCrossentropy(Loss):
         if self.from_logits:
             return self._fused(y_true, y_pred)
         y = _rows(_f32(y_pred))
-        rows = np.arange(len(y))
-        s = y.sum(axis=-1, keepdims=True)
-        q = y / s
-        p_true = q[rows, y_true]
-        p_clip = np.clip(p_true, EPSILON, 1.0 - EPSILON)
-        losses = -np.log(p_clip)
-        g_q = np.zeros_like(q)
-        inside = (p_true > EPSILON) & (p_true < 1.0 - EPSILON)
-        g_q[rows, y_true] = np.where(inside, -1.0 / p_clip, 0.0)
-        dy = (g_q - np.sum(g_q * q, axis=-1, keepdims=True)) / s
-        dy *= np.float32(1.0 / len(y))
-        return _per_sample(losses, y_pred.shape[0]), _f32(dy).reshape(y_pred.shape)
+        one_hot = np.zeros_like(y)
+        one_hot[np.arange(len(y)), y_true] = 1.0
+        return _crossentropy_of_probabilities(y_pred, y, one_hot)
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
         cfg["from_logits"] = self.from_logits
         return cfg
+
+
+def _crossentropy_of_probabilities(y_pred, y, t):
+    """Keras' crossentropy of probability rows ``y`` (renormalised, clipped to [EPSILON,
+    1 - EPSILON]) against target rows ``t``: per-sample losses and the gradient, divided by the
+    batch, with respect to ``y`` (clipped cells pass no gradient, as in Keras)."""
+    s = y.sum(axis=-1, keepdims=True)
+    q = y / s
+    p = np.clip(q, EPSILON, 1.0 - EPSILON)
+    losses = -np.sum(t * np.log(p), axis=-1)
+    inside = (q > EPSILON) & (q < 1.0 - EPSILON)
+    g_q = np.where(inside, -t / p, 0.0)
+    dy = (g_q - np.sum(g_q * q, axis=-1, keepdims=True)) / s
+    dy *= np.float32(1.0 / len(y))
+    return _per_sample(losses, y_pred.shape[0]), _f32(dy).reshape(y_pred.shape)
 
 
 class CategoricalCrossentropy(Loss):
@@ -228,16 +234,7 @@ class CategoricalCrossentropy(Loss):
     def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.from_logits:
             return self._fused(y_true, y_pred)
-        y, t = _rows(_f32(y_pred)), _rows(y_true)
-        s = y.sum(axis=-1, keepdims=True)
-        q = y / s
-        p = np.clip(q, EPSILON, 1.0 - EPSILON)
-        losses = -np.sum(t * np.log(p), axis=-1)
-        inside = (q > EPSILON) & (q < 1.0 - EPSILON)
-        g_q = np.where(inside, -t / p, 0.0)
-        dy = (g_q - np.sum(g_q * q, axis=-1, keepdims=True)) / s
-        dy *= np.float32(1.0 / len(y))
-        return _per_sample(losses, y_pred.shape[0]), _f32(dy).reshape(y_pred.shape)
+        return _crossentropy_of_probabilities(y_pred, _rows(_f32(y_pred)), _rows(y_true))
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()

@@ -148,18 +148,26 @@ TapGather transposed_gather(const Conv2dShape& s, const float* dy) {
 // Indirect-GEMM convolution: out[pixels, N] = sum over taps of source rows times packed B. The
 // B panels (all of K) are packed once by the caller; each thread builds the row pointers of its
 // MR-pixel tiles and keeps each output tile in registers over the whole depth.
-template <class Epilogue>
+//
+// In the forward pass without horizontal dilation, the kernel_w taps of one kernel row read
+// kernel_w * channels consecutive floats (neighbouring pixels of one image row), and the packed B
+// rows of those taps are consecutive too. Such a tile runs as kernel_h "wide" taps of that depth:
+// with 1 or 3 input channels this is 3x fewer row pointers and 3x longer inner loops. Tiles where
+// a kernel row straddles the left or right padding use the plain taps.
 void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels, int64_t taps,
-                       int64_t N, const float* packed_b, float* out, const Epilogue& epilogue,
+                       int64_t N, const float* packed_b, float* out, const float* bias, bool relu,
                        int threads) {
   const int mr = kt.igemm_mr, nr = kt.igemm_nr;
   const int64_t K = taps * g.channels;
   const int64_t tiles = (pixels + mr - 1) / mr;
   const int64_t n_panels = (N + nr - 1) / nr;
+  const bool can_widen = !g.transposed && g.dilation_w == 1 && g.kernel_w > 1;
+  const int64_t wide_taps = taps / g.kernel_w, wide_channels = g.kernel_w * g.channels;
   parallel_region(threads, [&](int tid, int nt) {
     // Padding taps read this zero row; it lives in the thread's own scratch.
-    float* zeros = thread_scratch(Scratch::kZeros, static_cast<size_t>(g.channels));
-    std::memset(zeros, 0, g.channels * sizeof(float));
+    const int64_t zero_floats = can_widen ? wide_channels : g.channels;
+    float* zeros = thread_scratch(Scratch::kZeros, static_cast<size_t>(zero_floats));
+    std::memset(zeros, 0, zero_floats * sizeof(float));
     // Thread-local storage is reached through plain pointers in the loops: in a shared library
     // every access to a thread_local may otherwise be a call to __tls_get_addr.
     thread_local std::vector<const float*> rows_storage;
@@ -168,52 +176,82 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
     tap_ids_storage.resize(static_cast<size_t>(taps));
     const float** rows = rows_storage.data();
     int32_t* tap_ids = tap_ids_storage.data();
+    const int64_t step = (g.transposed ? 1 : g.stride_w) * g.channels;
+    enum class Fill { kRows, kPadding, kStraddles };
+    // Writes to dst the row pointers of tap (a, b) for the tile's rows, or of the wide tap of
+    // kernel row a when `wide` (then kStraddles when a row is neither wholly inside the image
+    // nor wholly in the top or bottom padding). kPadding: every row reads padding, no work.
+    auto tap_rows = [&](const TapGather::Cursor& first, int valid, bool one_row, int64_t a,
+                        int64_t b, bool wide, const float** dst) {
+      const int64_t last_b = wide ? g.kernel_w - 1 : b;
+      // Fast paths: a full tile inside one image row, where the source column moves linearly
+      // with the output column: a tap inside the image at the tile's first and last pixels is
+      // inside for all of them, and its rows are one pointer plus steps.
+      if (one_row && !g.transposed) {
+        const int64_t sy = first.y * g.stride_h - g.pad_top + a * g.dilation_h;
+        if (sy < 0 || sy >= g.src_h) return Fill::kPadding;
+        const int64_t sx_first = first.x * g.stride_w - g.pad_left + b * g.dilation_w;
+        const int64_t sx_last = (first.x + mr - 1) * g.stride_w - g.pad_left + last_b * g.dilation_w;
+        if (sx_first >= 0 && sx_last < g.src_w) {
+          const float* start = g.src + ((first.n * g.src_h + sy) * g.src_w + sx_first) * g.channels;
+          for (int i = 0; i < mr; ++i) dst[i] = start + i * step;
+          return Fill::kRows;
+        }
+      } else if (one_row && g.stride_w == 1) {
+        const float* start = g.source(first.n, first.y, first.x, a, b);
+        if (start && g.source(first.n, first.y, first.x + mr - 1, a, b)) {
+          for (int i = 0; i < mr; ++i) dst[i] = start + i * step;
+          return Fill::kRows;
+        }
+      }
+      bool any = false;
+      TapGather::Cursor c = first;
+      for (int i = 0; i < mr; ++i) {
+        // Rows past the last pixel repeat a valid one; their results are never stored.
+        if (i > 0 && i < valid) g.advance(c);
+        const float* src = g.source(c.n, c.y, c.x, a, b);
+        if (wide && !src) {
+          const int64_t sy = c.y * g.stride_h - g.pad_top + a * g.dilation_h;
+          if (sy >= 0 && sy < g.src_h) return Fill::kStraddles;
+        } else if (wide && !g.source(c.n, c.y, c.x, a, last_b)) {
+          return Fill::kStraddles;
+        }
+        dst[i] = src ? src : zeros;
+        any |= src != nullptr;
+      }
+      return any ? Fill::kRows : Fill::kPadding;
+    };
     int64_t begin, end;
     static_share(tiles, tid, nt, begin, end);
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t p0 = tile * mr;
       const int valid = static_cast<int>(std::min<int64_t>(mr, pixels - p0));
       const TapGather::Cursor first = g.cursor(p0);
-      // Fast path: a full tile inside one image row, where the source column moves linearly with
-      // the output column. A tap whose first and last rows are inside the image is inside for
-      // the whole tile, so its rows are one pointer plus steps (this matters when channels are
-      // few and building rows would cost more than the arithmetic).
-      const bool linear = !g.transposed || g.stride_w == 1;
       const bool one_row = valid == mr && first.x + mr <= g.grid_w;
-      const int64_t step = (g.transposed ? 1 : g.stride_w) * g.channels;
-      for (int64_t t = 0, a = 0, b = 0; t < taps; ++t) {
-        const float* start = g.source(first.n, first.y, first.x, a, b);
-        if (linear && one_row && start && g.source(first.n, first.y, first.x + mr - 1, a, b)) {
-          for (int i = 0; i < mr; ++i) rows[t * mr + i] = start + i * step;
-        } else {
-          TapGather::Cursor c = first;
-          for (int i = 0; i < mr; ++i) {
-            // Rows past the last pixel repeat a valid one; their results are never stored.
-            if (i > 0 && i < valid) g.advance(c);
-            const float* src = g.source(c.n, c.y, c.x, a, b);
-            rows[t * mr + i] = src ? src : zeros;
-          }
-        }
-        if (++b == g.kernel_w) b = 0, ++a;
-      }
-      // Drop taps that read only padding for every row of the tile: no work, same sum (the
-      // input gradient of a 'valid' convolution has many near the image border).
+      // Taps that read only padding for every row of the tile are left out: no work, same sum
+      // (the input gradient of a 'valid' convolution has many near the image border).
       int64_t live = 0;
-      for (int64_t t = 0; t < taps; ++t) {
-        bool any = false;
-        for (int i = 0; i < mr; ++i) any |= rows[t * mr + i] != zeros;
-        if (!any) continue;
-        if (live != t)
-          for (int i = 0; i < mr; ++i) rows[live * mr + i] = rows[t * mr + i];
-        tap_ids[live++] = static_cast<int32_t>(t);
+      bool wide = can_widen;
+      for (int64_t a = 0; wide && a < wide_taps; ++a) {
+        const Fill fill = tap_rows(first, valid, one_row, a, 0, true, rows + live * mr);
+        if (fill == Fill::kRows) tap_ids[live++] = static_cast<int32_t>(a);
+        wide = fill != Fill::kStraddles;
       }
+      if (!wide) {
+        live = 0;
+        for (int64_t t = 0, a = 0, b = 0; t < taps; ++t) {
+          if (tap_rows(first, valid, one_row, a, b, false, rows + live * mr) == Fill::kRows)
+            tap_ids[live++] = static_cast<int32_t>(t);
+          if (++b == g.kernel_w) b = 0, ++a;
+        }
+      }
+      const int64_t depth = wide ? wide_channels : g.channels;
       for (int64_t panel = 0; panel < n_panels; ++panel) {
         const int64_t col = panel * nr;
         const int cols = static_cast<int>(std::min<int64_t>(nr, N - col));
         float* tile_out = out + p0 * N + col;
-        kt.igemm_microkernel(live, g.channels, rows, tap_ids, packed_b + col * K, tile_out, N,
-                             valid, cols, false);
-        epilogue(tile_out, N, p0, col, valid, cols);
+        kt.igemm_microkernel(live, depth, rows, tap_ids, packed_b + col * K, tile_out, N, valid,
+                             cols, bias ? bias + col : nullptr, relu);
       }
     }
   });
@@ -238,8 +276,7 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* kernel, c
   const int64_t N = s.out_c;
   const float* packed =
       pack_all_panels(PackStridedB{{kernel, N, 1}}, taps * s.in_c, N, kt.igemm_nr);
-  igemm_convolution(kt, forward_gather(s, x), pixels, taps, N, packed, y,
-                    BiasReluEpilogue{&kt, bias, relu},
+  igemm_convolution(kt, forward_gather(s, x), pixels, taps, N, packed, y, bias, relu,
                     threads_for_work(2.0 * pixels * taps * s.in_c * N));
 }
 
@@ -250,7 +287,7 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* k
   const int64_t N = s.in_c;
   const float* packed = pack_all_panels(PackKernelTransposed{kernel, s.in_c, s.out_c},
                                         taps * s.out_c, N, kt.igemm_nr);
-  igemm_convolution(kt, transposed_gather(s, dy), pixels, taps, N, packed, dx, NoEpilogue{},
+  igemm_convolution(kt, transposed_gather(s, dy), pixels, taps, N, packed, dx, nullptr, false,
                     threads_for_work(2.0 * pixels * taps * s.out_c * N));
 }
 

@@ -14,10 +14,11 @@ using GemmMicrokernel = void (*)(int64_t kc, const float* a_panel, const float* 
 // c[i*ldc + j] (+)= sum_t sum_{ch < channels} rows[t*MR + i][ch] * b[(tap_ids[t]*channels + ch)*NR
 // + j] where rows[t*MR + i] points at the `channels` values that tap tap_ids[t] reads for output
 // row i (a zero row where it falls in the padding), and b is one packed NR-column panel. Taps whose
-// rows are all padding are left out of the list by the caller.
+// rows are all padding are left out of the list by the caller. The sum starts from bias[j] (when
+// not null) and is clamped at zero when relu: the epilogue runs while the tile is in registers.
 using IgemmMicrokernel = void (*)(int64_t taps, int64_t channels, const float* const* rows,
                                   const int32_t* tap_ids, const float* b_panel, float* c,
-                                  int64_t ldc, int mr, int nr, bool accumulate);
+                                  int64_t ldc, int mr, int nr, const float* bias, bool relu);
 
 // Row-pointer GEMM for the convolution weight gradient:
 // c[i*ldc + j] (+)= sum_k a_rows[k][a_offset + i] * b_rows[k][b_offset + j], skipping k where

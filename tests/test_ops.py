@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import pytest
 import reference as ref
-from fastconv import ops
+from fastconv import _core, ops
 
 TOL = 1e-4
 
@@ -349,6 +349,17 @@ def test_max_pool2d(isa, i):
         ref.max_pool2d_grad(x, dy, **_pkw(c)),
         what="max_pool2d_grad",
     )
+
+
+@pytest.mark.parametrize("i", range(len(POOL_CASES)), ids=POOL_IDS)
+def test_max_pool2d_grad_overwrites_every_cell(isa, i):
+    """dx comes from np.empty: every cell, reached by a window or not, must be written."""
+    c = POOL_CASES[i]
+    x, dy = pool_case_data(i)
+    plan = ops._PoolPlan(x, c["pool_size"], c["strides"], c["padding"], "max_pool2d_grad")
+    dx = np.full(x.shape, np.nan, np.float32)
+    _core.max_pool2d_backward(x, dy, dx, *plan.args())
+    check(dx, ref.max_pool2d_grad(x, dy, **_pkw(c)), what="max_pool2d_grad into a dirty buffer")
 
 
 @pytest.mark.parametrize("i", range(len(POOL_CASES)), ids=POOL_IDS)

@@ -38,12 +38,15 @@ struct KernelTable {
   int rowgemm_mr;
   int rowgemm_nr;
   RowGemmMicrokernel rowgemm_microkernel;
-  // Pooling over one cell's C channels: best = max(best, in) with NaN winning; and the gradient
-  // routed to the first maximal cell of a window (only where the maximum is > 0 when
-  // positive_only: the ReLU before the pooling folded in).
+  // Pooling over one cell's C channels: best = max(best, in) with NaN winning.
   void (*max_pool_accumulate)(int64_t C, const float* in, float* best);
-  void (*max_pool_route)(int64_t C, const float* in, const float* best, float* taken,
-                         const float* g, float* out, bool positive_only);
+  // The gradient of one pooling window of n cells: outs[j] gets g where cells[j] is the first
+  // (in list order) maximal cell of the window, else 0 (added to outs[j] when accumulate: windows
+  // that overlap). positive_only also drops windows whose maximum is not > 0: the gradient of the
+  // ReLU before the pooling, folded in.
+  void (*max_pool_backward_window)(int64_t C, const float* const* cells, int n,
+                                   const float* g, float* const* outs, bool accumulate,
+                                   bool positive_only);
   void (*relu_forward)(const float* x, float* y, int64_t n);
   void (*relu_backward)(const float* x, const float* dy, float* dx, int64_t n);
   void (*bias_relu_rows)(float* c, int64_t ldc, int64_t rows, int64_t cols, const float* bias,

@@ -74,34 +74,42 @@ void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, 
                          bool through_relu) {
   const KernelTable& kt = active_kernels();
   const int64_t C = s.channels;
-  zero_parallel(dx, s.batch * s.in_h * s.in_w * C);
+  // Windows that do not overlap write each cell they cover once (g or 0): dx needs clearing
+  // only where no window reaches, and no window reads what another wrote.
+  const bool overlapping = s.stride_h < s.pool_h || s.stride_w < s.pool_w;
+  const bool tiles_exactly = !overlapping && s.stride_h == s.pool_h && s.stride_w == s.pool_w &&
+                             s.pad_top == 0 && s.pad_left == 0 &&
+                             s.out_h * s.pool_h <= s.in_h && s.out_w * s.pool_w <= s.in_w;
+  if (!tiles_exactly) zero_parallel(dx, s.batch * s.in_h * s.in_w * C);
+  const int64_t covered_w = s.out_w * s.pool_w;
   for_each_output_row(s, double(s.out_w) * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
-    // Two vectorisable passes per window: the maximum per channel, then the gradient to the
-    // first cell (row-major) holding it; `taken` marks channels already served.
-    thread_local std::vector<float> best, taken;
-    best.resize(C);
-    taken.resize(C);
-    float* bst = best.data();
-    float* tkn = taken.data();
+    thread_local std::vector<const float*> cells_storage;
+    thread_local std::vector<float*> outs_storage;
+    cells_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
+    outs_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
+    const float** cells = cells_storage.data();
+    float** outs = outs_storage.data();
     for (int64_t ox = 0; ox < s.out_w; ++ox) {
       const Window w = window_at(s, oy, ox);
-      if (w.y0 >= w.y1 || w.x0 >= w.x1) continue;
-      std::memcpy(bst, x + ((n * s.in_h + w.y0) * s.in_w + w.x0) * C, C * sizeof(float));
-      std::fill(tkn, tkn + C, 0.0f);
+      int count = 0;
       for (int64_t iy = w.y0; iy < w.y1; ++iy)
-        for (int64_t ix = w.x0; ix < w.x1; ++ix) {
-          const float* in = x + ((n * s.in_h + iy) * s.in_w + ix) * C;
-          kt.max_pool_accumulate(C, in, bst);
-        }
-      const float* g = dy + ((n * s.out_h + oy) * s.out_w + ox) * C;
-      for (int64_t iy = w.y0; iy < w.y1; ++iy)
-        for (int64_t ix = w.x0; ix < w.x1; ++ix) {
+        for (int64_t ix = w.x0; ix < w.x1; ++ix, ++count) {
           const int64_t base = ((n * s.in_h + iy) * s.in_w + ix) * C;
-          const float* in = x + base;
-          float* out = dx + base;
-          kt.max_pool_route(C, in, bst, tkn, g, out, through_relu);
+          cells[count] = x + base;
+          outs[count] = dx + base;
         }
+      if (count == 0) continue;
+      kt.max_pool_backward_window(C, cells, count, dy + ((n * s.out_h + oy) * s.out_w + ox) * C,
+                                  outs, overlapping, through_relu);
     }
+    if (!tiles_exactly) return;
+    // Exact tiling leaves only the right columns and bottom rows that no window reaches.
+    for (int64_t iy = oy * s.pool_h; iy < (oy + 1) * s.pool_h; ++iy)
+      std::memset(dx + ((n * s.in_h + iy) * s.in_w + covered_w) * C, 0,
+                  (s.in_w - covered_w) * C * sizeof(float));
+    if (oy == s.out_h - 1)
+      std::memset(dx + (n * s.in_h + s.out_h * s.pool_h) * s.in_w * C, 0,
+                  (s.in_h - s.out_h * s.pool_h) * s.in_w * C * sizeof(float));
   });
 }
 

@@ -94,6 +94,8 @@ PYBIND11_MODULE(_core, m) {
     fastconv::set_num_threads(n);
   });
   m.def("has_openmp", &fastconv::have_openmp);
+  m.def("_get_min_thread_nanos", &fastconv::min_thread_nanos);
+  m.def("_set_min_thread_nanos", &fastconv::set_min_thread_nanos, py::arg("nanos"));
   m.def("gemm_tile", [] {
     const auto& kt = fastconv::active_kernels();
     return std::make_pair(kt.gemm_mr, kt.gemm_nr);

@@ -29,16 +29,23 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture
 def isa(request):
-    """Force one kernel path with fastconv._core.set_isa and restore the previous one after."""
+    """Force one kernel path with fastconv._core.set_isa and restore the previous one after.
+
+    Kernel tests use small shapes, which run on one thread by default; the fixture also makes
+    every kernel split its work across all threads, so the multi-threaded paths are tested too.
+    """
     if _IMPORT_ERROR is not None:
         pytest.fail(f"fastconv is not importable: {_IMPORT_ERROR!r}")
     previous = fastconv._core.get_isa()
+    previous_min = fastconv._core._get_min_thread_nanos()
     fastconv._core.set_isa(request.param)
+    fastconv._core._set_min_thread_nanos(0.0)
     assert fastconv._core.get_isa() == request.param
     try:
         yield request.param
     finally:
         fastconv._core.set_isa(previous)
+        fastconv._core._set_min_thread_nanos(previous_min)
 
 
 @pytest.fixture

@@ -21,7 +21,18 @@ std::atomic<int>& thread_count() {
   return count;
 }
 
+std::atomic<double>& min_nanos_per_thread() {
+  static std::atomic<double> nanos{60.0e3};
+  return nanos;
+}
+
 }  // namespace
+
+double min_thread_nanos() { return min_nanos_per_thread().load(std::memory_order_relaxed); }
+
+void set_min_thread_nanos(double nanos) {
+  min_nanos_per_thread().store(nanos < 0.0 ? 0.0 : nanos, std::memory_order_relaxed);
+}
 
 int num_threads() { return thread_count().load(std::memory_order_relaxed); }
 

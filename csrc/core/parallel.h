@@ -14,6 +14,10 @@ namespace fastconv {
 
 int num_threads();
 void set_num_threads(int n);
+// The least work (single-thread nanoseconds) worth one more thread; tests set 0 to run every
+// kernel's multi-threaded split on small shapes.
+double min_thread_nanos();
+void set_min_thread_nanos(double nanos);
 bool have_openmp();
 
 inline int thread_index() {
@@ -24,14 +28,21 @@ inline int thread_index() {
 #endif
 }
 
-// Threads pay off only above some work; tiny layers run on one thread (spreading them is slower).
-inline int threads_for_work(double flops) {
-  constexpr double kMinFlopsPerThread = 2.0e5;
+// Threads pay off only above some work: waking a sleeping worker (passive waiting) costs
+// 30-60 us on a virtual machine (measured: the 1152->10 dense layer took 66 us on one thread and
+// 90-120 us on two). Work is estimated in nanoseconds of one thread; each thread must get at
+// least min_thread_nanos() (60 us by default) of it.
+inline int threads_for_nanos(double nanos) {
+  const double min_nanos = min_thread_nanos();
   const int n = num_threads();
-  if (flops < kMinFlopsPerThread * 2) return 1;
-  const double useful = flops / kMinFlopsPerThread;
+  if (min_nanos <= 0.0) return nanos > 0.0 ? n : 1;
+  if (nanos < min_nanos * 2) return 1;
+  const double useful = nanos / min_nanos;
   return useful < n ? static_cast<int>(useful) : n;
 }
+
+// Compute-bound kernels: about 100 GFLOP/s on one thread.
+inline int threads_for_work(double flops) { return threads_for_nanos(flops * 0.01); }
 
 // Denormals slow float arithmetic by orders of magnitude; kernels flush them, and restore the
 // caller's mode on exit so NumPy in the same thread keeps IEEE behaviour.

@@ -35,10 +35,11 @@ inline void static_share(int64_t total, int tid, int nt, int64_t& begin, int64_t
   end = begin + base + (tid < extra ? 1 : 0);
 }
 
-// Runs fn(begin, end) over [0, total) split across threads for element-wise work.
+// Runs fn(begin, end) over [0, total) split across threads for element-wise work, each item
+// costing about nanos_per_item on one thread.
 template <class Fn>
-void parallel_for_range(int64_t total, double flops_per_item, const Fn& fn) {
-  const int threads = threads_for_work(flops_per_item * static_cast<double>(total));
+void parallel_for_range(int64_t total, double nanos_per_item, const Fn& fn) {
+  const int threads = threads_for_nanos(nanos_per_item * static_cast<double>(total));
   parallel_region(threads, [&](int tid, int nt) {
     int64_t begin, end;
     static_share(total, tid, nt, begin, end);

@@ -1,6 +1,7 @@
 #include "kernels/dense.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "core/dispatch.h"
 #include "kernels/gemm.h"
@@ -10,30 +11,77 @@ namespace fastconv {
 namespace {
 
 // A classifier head has 1 or 10 units: a GEMM panel of NR columns would mostly compute padding.
-// Dot products over contiguous rows of the transposed kernel do only the useful work.
-void dense_forward_few_units(int64_t batch, int64_t in, int64_t out, const float* x,
-                             const float* kernel, const float* bias, float* y, bool relu) {
+// Dot products and row updates (axpy) over contiguous rows of the transposed kernel do only the
+// useful work, vectorised by the ISA's kernels.
+bool few_units(const KernelTable& kt, int64_t out) { return out * 2 <= kt.gemm_nr; }
+
+// kernel (in x out) transposed to out rows of `in` floats, in the calling thread's scratch.
+const float* transposed_kernel(int64_t in, int64_t out, const float* kernel) {
   float* kernel_t = thread_scratch(Scratch::kPackB, static_cast<size_t>(in * out));
   for (int64_t i = 0; i < in; ++i)
     for (int64_t o = 0; o < out; ++o) kernel_t[o * in + i] = kernel[i * out + o];
-  parallel_for_range(batch, 2.0 * in * out, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const float* row = x + b * in;
+  return kernel_t;
+}
+
+// One thread's dot product at roughly 20 GFLOP/s (the rows stream from memory).
+constexpr double kNanosPerFlop = 0.05;
+
+void dense_forward_few_units(const KernelTable& kt, int64_t batch, int64_t in, int64_t out,
+                             const float* x, const float* kernel, const float* bias, float* y,
+                             bool relu) {
+  const float* kernel_t = transposed_kernel(in, out, kernel);
+  parallel_for_range(batch, kNanosPerFlop * 2.0 * in * out, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
       for (int64_t o = 0; o < out; ++o) {
-        const float* w = kernel_t + o * in;
-        // Sixteen partial sums: the compiler may not reorder one float sum into vector lanes.
-        float partial[16] = {};
-        int64_t i = 0;
-        for (; i + 16 <= in; i += 16)
-          for (int j = 0; j < 16; ++j) partial[j] += row[i + j] * w[i + j];
-        float sum = 0.0f;
-        for (; i < in; ++i) sum += row[i] * w[i];
-        for (int j = 0; j < 16; ++j) sum += partial[j];
+        float sum = kt.dot(in, x + b * in, kernel_t + o * in);
         if (bias) sum += bias[o];
         y[b * out + o] = relu ? (sum > 0.0f ? sum : (sum != sum ? sum : 0.0f)) : sum;
       }
+  });
+}
+
+// dkernel_t[o, i] = sum_b dy[b, o] x[b, i] and dx[b, i] = sum_o dy[b, o] kernel_t[o, i], both
+// with the row-pointer microkernel, vectors running along i: no panel of padding columns. Its
+// MR-value reads along dy's units (and dy^T's batch) come from copies padded to MR. Threads
+// split the `in` columns, so nothing needs reducing.
+void dense_backward_few_units(const KernelTable& kt, int64_t batch, int64_t in, int64_t out,
+                              const float* x, const float* kernel, const float* dy, float* dx,
+                              float* dkernel) {
+  const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
+  const float* kernel_t = dx ? transposed_kernel(in, out, kernel) : nullptr;
+  const int64_t out_pad = (out + mr - 1) / mr * mr, batch_pad = (batch + mr - 1) / mr * mr;
+  float* dkernel_t = thread_scratch(Scratch::kPartial, static_cast<size_t>(in * out));
+  float* dy_copies =
+      thread_scratch(Scratch::kPackA, static_cast<size_t>(batch * out_pad + out * batch_pad));
+  float* dy_pad = dy_copies;                      // batch x out_pad
+  float* dy_t = dy_copies + batch * out_pad;  // out x batch_pad
+  std::fill(dy_copies, dy_copies + batch * out_pad + out * batch_pad, 0.0f);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t o = 0; o < out; ++o) dy_pad[b * out_pad + o] = dy_t[o * batch_pad + b] = dy[b * out + o];
+  std::vector<const float*> rows(static_cast<size_t>(2 * batch + 2 * out));
+  const float** dy_rows = rows.data();          // [b] -> dy_pad row
+  const float** x_rows = dy_rows + batch;       // [b] -> x row
+  const float** dy_t_rows = x_rows + batch;     // [o] -> dy_t row
+  const float** kernel_rows = dy_t_rows + out;  // [o] -> kernel_t row
+  for (int64_t b = 0; b < batch; ++b) dy_rows[b] = dy_pad + b * out_pad, x_rows[b] = x + b * in;
+  for (int64_t o = 0; o < out; ++o)
+    dy_t_rows[o] = dy_t + o * batch_pad, kernel_rows[o] = kernel_t ? kernel_t + o * in : nullptr;
+  const int64_t blocks = (in + nr - 1) / nr;
+  const double nanos = 0.01 * 2.0 * nr * batch * out * (dx ? 2 : 1);
+  parallel_for_range(blocks, nanos, [&](int64_t k0, int64_t k1) {
+    for (int64_t i0 = k0 * nr; i0 < std::min(in, k1 * nr); i0 += nr) {
+      const int cols = static_cast<int>(std::min<int64_t>(nr, in - i0));
+      for (int64_t o0 = 0; o0 < out; o0 += mr)
+        kt.rowgemm_microkernel(batch, dy_rows, o0, x_rows, i0, dkernel_t + o0 * in + i0, in,
+                               static_cast<int>(std::min<int64_t>(mr, out - o0)), cols, false);
+      if (!dx) continue;
+      for (int64_t b0 = 0; b0 < batch; b0 += mr)
+        kt.rowgemm_microkernel(out, dy_t_rows, b0, kernel_rows, i0, dx + b0 * in + i0, in,
+                               static_cast<int>(std::min<int64_t>(mr, batch - b0)), cols, false);
     }
   });
+  for (int64_t i = 0; i < in; ++i)
+    for (int64_t o = 0; o < out; ++o) dkernel[i * out + o] = dkernel_t[o * in + i];
 }
 
 }  // namespace
@@ -41,8 +89,8 @@ void dense_forward_few_units(int64_t batch, int64_t in, int64_t out, const float
 void dense_forward(int64_t batch, int64_t in, int64_t out, const float* x, const float* kernel,
                    const float* bias, float* y, bool relu) {
   const KernelTable& kt = active_kernels();
-  if (out * 2 <= kt.gemm_nr) {
-    dense_forward_few_units(batch, in, out, x, kernel, bias, y, relu);
+  if (few_units(kt, out)) {
+    dense_forward_few_units(kt, batch, in, out, x, kernel, bias, y, relu);
     return;
   }
   const BiasReluEpilogue epilogue{&kt, bias, relu};
@@ -53,13 +101,17 @@ void dense_forward(int64_t batch, int64_t in, int64_t out, const float* x, const
 void dense_backward(int64_t batch, int64_t in, int64_t out, const float* x, const float* kernel,
                     const float* dy, float* dx, float* dkernel, float* dbias) {
   const KernelTable& kt = active_kernels();
-  const int threads = threads_for_work(2.0 * batch * in * out);
-  if (dx)  // dx = dy . kernel^T
-    gemm(kt, batch, in, out, PackStridedA{{dy, out, 1}}, PackStridedB{{kernel, 1, out}}, dx, in,
+  if (few_units(kt, out)) {
+    dense_backward_few_units(kt, batch, in, out, x, kernel, dy, dx, dkernel);
+  } else {
+    const int threads = threads_for_work(2.0 * batch * in * out);
+    if (dx)  // dx = dy . kernel^T
+      gemm(kt, batch, in, out, PackStridedA{{dy, out, 1}}, PackStridedB{{kernel, 1, out}}, dx, in,
+           false, NoEpilogue{}, threads);
+    // dkernel = x^T . dy
+    gemm(kt, in, out, batch, PackStridedA{{x, 1, in}}, PackStridedB{{dy, out, 1}}, dkernel, out,
          false, NoEpilogue{}, threads);
-  // dkernel = x^T . dy
-  gemm(kt, in, out, batch, PackStridedA{{x, 1, in}}, PackStridedB{{dy, out, 1}}, dkernel, out,
-       false, NoEpilogue{}, threads);
+  }
   if (dbias) {
     std::fill(dbias, dbias + out, 0.0f);
     for (int64_t b = 0; b < batch; ++b)

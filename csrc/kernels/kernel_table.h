@@ -47,6 +47,8 @@ struct KernelTable {
   void (*max_pool_backward_window)(int64_t C, const float* const* cells, int n,
                                    const float* g, float* const* outs, bool accumulate,
                                    bool positive_only);
+  // sum_i a[i] * b[i] (the forward pass of dense layers with few units).
+  float (*dot)(int64_t n, const float* a, const float* b);
   void (*relu_forward)(const float* x, float* y, int64_t n);
   void (*relu_backward)(const float* x, const float* dy, float* dx, int64_t n);
   void (*bias_relu_rows)(float* c, int64_t ldc, int64_t rows, int64_t cols, const float* bias,

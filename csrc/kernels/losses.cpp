@@ -35,13 +35,13 @@ double softmax_row(int64_t cols, const float* row, float* out) {
 
 void softmax_rows(int64_t rows, int64_t cols, const float* x, float* y) {
   if (cols <= 0) return;
-  parallel_for_range(rows, 20.0 * cols, [&](int64_t b, int64_t e) {
+  parallel_for_range(rows, 2.0 * cols, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) softmax_row(cols, x + r * cols, y + r * cols);
   });
 }
 
 void sigmoid(int64_t n, const float* x, float* y) {
-  parallel_for_range(n, 20.0, [&](int64_t b, int64_t e) {
+  parallel_for_range(n, 2.0, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       // exp of a non-positive number only, so it never overflows.
       const float z = std::exp(-std::fabs(x[i]));
@@ -53,7 +53,7 @@ void sigmoid(int64_t n, const float* x, float* y) {
 
 void sparse_softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits,
                                   const int64_t* labels, float* losses, float* dlogits) {
-  parallel_for_range(rows, 20.0 * cols, [&](int64_t b, int64_t e) {
+  parallel_for_range(rows, 2.0 * cols, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const float* z = logits + r * cols;
       float* g = dlogits + r * cols;
@@ -66,7 +66,7 @@ void sparse_softmax_cross_entropy(int64_t rows, int64_t cols, const float* logit
 
 void softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, const float* targets,
                            float* losses, float* dlogits) {
-  parallel_for_range(rows, 20.0 * cols, [&](int64_t b, int64_t e) {
+  parallel_for_range(rows, 2.0 * cols, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const float* z = logits + r * cols;
       const float* t = targets + r * cols;
@@ -86,7 +86,7 @@ void softmax_cross_entropy(int64_t rows, int64_t cols, const float* logits, cons
 void sigmoid_binary_cross_entropy(int64_t n, const float* logits, const float* targets,
                                   float* losses, float* dlogits) {
   sigmoid(n, logits, dlogits);
-  parallel_for_range(n, 20.0, [&](int64_t b, int64_t e) {
+  parallel_for_range(n, 2.0, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const float z = logits[i], t = targets[i];
       // max(z, 0) - z t + log(1 + exp(-|z|)): never overflows.

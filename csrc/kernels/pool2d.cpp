@@ -14,6 +14,9 @@ struct Window {
   int64_t y0, y1, x0, x1;  // clipped to the image: rows [y0, y1), columns [x0, x1)
 };
 
+// One channel of one window cell, read and compared: about 0.15 ns on one thread.
+constexpr double kNanosPerCell = 0.15;
+
 Window window_at(const Pool2dShape& s, int64_t oy, int64_t ox) {
   const int64_t y = oy * s.stride_h - s.pad_top, x = ox * s.stride_w - s.pad_left;
   return {std::max<int64_t>(y, 0), std::min(y + s.pool_h, s.in_h), std::max<int64_t>(x, 0),
@@ -23,11 +26,11 @@ Window window_at(const Pool2dShape& s, int64_t oy, int64_t ox) {
 // Runs fn(n, oy) over output rows. Threads split rows only when windows never overlap
 // vertically (so backward writes disjoint rows of dx); otherwise they split whole images.
 template <class Fn>
-void for_each_output_row(const Pool2dShape& s, double flops_per_row, const Fn& fn) {
+void for_each_output_row(const Pool2dShape& s, double nanos_per_row, const Fn& fn) {
   const bool rows_disjoint = s.stride_h >= s.pool_h;
   const int64_t units = rows_disjoint ? s.batch * s.out_h : s.batch;
   const int64_t rows_per_unit = rows_disjoint ? 1 : s.out_h;
-  const int threads = threads_for_work(flops_per_row * s.batch * s.out_h);
+  const int threads = threads_for_nanos(nanos_per_row * s.batch * s.out_h);
   parallel_region(threads, [&](int tid, int nt) {
     int64_t begin, end;
     static_share(units, tid, nt, begin, end);
@@ -40,7 +43,7 @@ void for_each_output_row(const Pool2dShape& s, double flops_per_row, const Fn& f
 }
 
 void zero_parallel(float* data, int64_t count) {
-  parallel_for_range(count, 0.25, [&](int64_t b, int64_t e) {
+  parallel_for_range(count, 0.15, [&](int64_t b, int64_t e) {
     std::memset(data + b, 0, (e - b) * sizeof(float));
   });
 }
@@ -50,7 +53,7 @@ void zero_parallel(float* data, int64_t count) {
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
   const KernelTable& kt = active_kernels();
   const int64_t C = s.channels;
-  for_each_output_row(s, double(s.out_w) * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
+  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
     for (int64_t ox = 0; ox < s.out_w; ++ox) {
       const Window w = window_at(s, oy, ox);
       float* out = y + ((n * s.out_h + oy) * s.out_w + ox) * C;
@@ -82,7 +85,7 @@ void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, 
                              s.out_h * s.pool_h <= s.in_h && s.out_w * s.pool_w <= s.in_w;
   if (!tiles_exactly) zero_parallel(dx, s.batch * s.in_h * s.in_w * C);
   const int64_t covered_w = s.out_w * s.pool_w;
-  for_each_output_row(s, double(s.out_w) * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
+  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
     thread_local std::vector<const float*> cells_storage;
     thread_local std::vector<float*> outs_storage;
     cells_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
@@ -115,7 +118,7 @@ void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, 
 
 void avg_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
   const int64_t C = s.channels;
-  for_each_output_row(s, double(s.out_w) * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
+  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
     for (int64_t ox = 0; ox < s.out_w; ++ox) {
       const Window w = window_at(s, oy, ox);
       float* out = y + ((n * s.out_h + oy) * s.out_w + ox) * C;
@@ -137,7 +140,7 @@ void avg_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
 void avg_pool2d_backward(const Pool2dShape& s, const float* dy, float* dx) {
   const int64_t C = s.channels;
   zero_parallel(dx, s.batch * s.in_h * s.in_w * C);
-  for_each_output_row(s, double(s.out_w) * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
+  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
     for (int64_t ox = 0; ox < s.out_w; ++ox) {
       const Window w = window_at(s, oy, ox);
       const int64_t count = (w.y1 - w.y0) * (w.x1 - w.x0);

@@ -95,11 +95,16 @@ TRAIN = """
     (x, y), _ = load_mnist_family("digits")
     model = build_mnist_model()  # the lecture's MNIST convnet, RMSprop
     initial = model.get_weights()
-    h1 = model.fit(x[:512], y[:512], batch_size=64, epochs=1, verbose=0)
-    # uneven: global batches 63, 63, 1 -> shards 32/31 and 1/0 (an empty shard)
-    h2 = model.fit(x[512:639], y[512:639], batch_size=63, epochs=1, verbose=0)
-    ev = model.evaluate(x[1000:1101], y[1000:1101], batch_size=50, verbose=0)
-    logs = [h1.history["loss"][0], h1.history["accuracy"][0], h2.history["loss"][0], *ev]
+    # Each fit is one step from the same weights, so what is compared is one step's gradients
+    # and update: over a trajectory, a rounding-level difference (1 vs 2 processes sum in other
+    # orders) flips a ReLU or a max-pool winner within a few steps and the paths part.
+    # Batches: 64 -> shards 32/32; 63 -> 32/31; 1 -> 1/0 (an empty shard).
+    logs = []
+    for start, stop, batch in ((0, 64, 64), (512, 575, 63), (638, 639, 63)):
+        model.set_weights(initial)
+        h = model.fit(x[start:stop], y[start:stop], batch_size=batch, epochs=1, verbose=0)
+        logs += [h.history["loss"][0], h.history["accuracy"][0]]
+    logs += model.evaluate(x[1000:1101], y[1000:1101], batch_size=50, verbose=0)
     rank = fastconv.distribution.rank()
     np.savez(f"{out}.{rank}.npz", *model.get_weights(), *initial, logs=np.array(logs))
     if rank == 0:  # one writer: two processes' prints can interleave mid-line

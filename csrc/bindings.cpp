@@ -13,6 +13,7 @@
 #include "core/dispatch.h"
 #include "core/parallel.h"
 #include "kernels/conv2d.h"
+#include "kernels/winograd.h"
 #include "kernels/dense.h"
 #include "kernels/elementwise.h"
 #include "kernels/losses.h"
@@ -94,6 +95,8 @@ PYBIND11_MODULE(_core, m) {
     fastconv::set_num_threads(n);
   });
   m.def("has_openmp", &fastconv::have_openmp);
+  m.def("winograd_enabled", &fastconv::winograd_enabled);
+  m.def("set_winograd_enabled", &fastconv::set_winograd_enabled, py::arg("enabled"));
   m.def("_get_min_thread_nanos", &fastconv::min_thread_nanos);
   m.def("_set_min_thread_nanos", &fastconv::set_min_thread_nanos, py::arg("nanos"));
   m.def("gemm_tile", [] {

@@ -6,6 +6,7 @@
 
 #include "core/dispatch.h"
 #include "kernels/gemm.h"
+#include "kernels/winograd.h"
 
 namespace fastconv {
 namespace {
@@ -270,6 +271,10 @@ float* pack_all_panels(const PackB& pack_b, int64_t K, int64_t N, int nr) {
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* kernel, const float* bias,
                     float* y, bool relu) {
+  if (winograd_enabled() && winograd_applies(s, false)) {
+    winograd_conv2d_forward(s, x, kernel, bias, y, relu);
+    return;
+  }
   const KernelTable& kt = active_kernels();
   const int64_t pixels = s.batch * s.out_h * s.out_w;
   const int64_t taps = s.kernel_h * s.kernel_w;
@@ -341,6 +346,10 @@ void backward_input_col2im(const KernelTable& kt, const Conv2dShape& s, const fl
 }  // namespace
 
 void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* kernel, float* dx) {
+  if (winograd_enabled() && winograd_applies(s, true)) {
+    winograd_conv2d_backward_input(s, dy, kernel, dx);
+    return;
+  }
   const KernelTable& kt = active_kernels();
   const int64_t pixels = s.batch * s.in_h * s.in_w;
   const int64_t taps = s.kernel_h * s.kernel_w;

@@ -47,6 +47,13 @@ struct KernelTable {
   void (*max_pool_backward_window)(int64_t C, const float* const* cells, int n,
                                    const float* g, float* const* outs, bool accumulate,
                                    bool positive_only);
+  // Winograd F(2x2, 3x3), vectorised over channels. Input: the 4x4 cells of one input tile
+  // (cells[r*4 + c], null in the padding) to v[xi * v_stride + ch], xi = 0..15, V = B^T d B.
+  // Output: from m[xi * m_stride + k], Y = A^T M A (+ bias, ReLU) to the 2x2 pixels outs[r*2 +
+  // c] (null outside the image).
+  void (*winograd_input_tile)(int64_t C, const float* const* cells, float* v, int64_t v_stride);
+  void (*winograd_output_tile)(int64_t K, const float* m, int64_t m_stride, const float* bias,
+                               bool relu, float* const* outs);
   // sum_i a[i] * b[i] (the forward pass of dense layers with few units).
   float (*dot)(int64_t n, const float* a, const float* b);
   void (*relu_forward)(const float* x, float* y, int64_t n);

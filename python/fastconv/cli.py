@@ -3,10 +3,10 @@
 fastconv info
 fastconv make-subset ORIGINAL_DIR NEW_BASE_DIR [--train N --validation N --test N]
 fastconv train mnist [--dataset digits|mnist|fashion_mnist] [--epochs 5] [--batch-size 64]
-                     [--threads N] [--save PATH] [--seed S] [--distributed]
+                     [--threads N] [--save PATH] [--seed S] [--distributed] [--winograd]
 fastconv train cats-vs-dogs DATA_DIR [--epochs 30] [--batch-size 32] [--augment]
                      [--save best.keras] [--plot curves.png] [--threads N] [--seed S]
-                     [--distributed]
+                     [--distributed] [--winograd]
 
 ``--distributed``: data-parallel over the processes of ``mpiexec -n N fastconv train ...``
 (``--batch-size`` is the global batch; only rank 0 prints and writes files).
@@ -132,6 +132,8 @@ def _setup(args):
         if args.threads < 1:
             raise CommandError(f"--threads must be >= 1, got {args.threads}")
         fastconv.set_num_threads(args.threads)
+    if args.winograd:
+        fastconv.set_winograd(True)
     save = getattr(args, "save", None)
     if save:  # refuse a bad --save before training, not after it
         if not str(save).endswith(".keras"):
@@ -364,6 +366,11 @@ def build_parser():
             "--distributed",
             action="store_true",
             help="data-parallel over the processes of `mpiexec -n N` (needs fastconv[mpi])",
+        )
+        q.add_argument(
+            "--winograd",
+            action="store_true",
+            help="Winograd F(2x2, 3x3) for 3x3 convolutions (faster; see fastconv.set_winograd)",
         )
 
     q = tsub.add_parser("mnist", help="the lecture's MNIST convnet")

@@ -375,7 +375,8 @@ namespace {
 // dkernel[(tap, ci), co] += sum over pixels [begin, end) of x[source(p, tap), ci] * dy[p, co],
 // one tap at a time with row pointers: padding taps are skipped, nothing is packed.
 void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const float* x,
-                          const float* dy, int64_t begin, int64_t end, float* dkernel) {
+                          const float* dy, int64_t begin, int64_t end, int64_t co_begin,
+                          int64_t co_end, float* dkernel) {
   constexpr int64_t kChunk = 256;
   const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
   const int64_t taps = s.kernel_h * s.kernel_w, in_c = s.in_c, out_c = s.out_c;
@@ -397,10 +398,10 @@ void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const flo
     }
     for (int64_t t = 0; t < taps; ++t)
       for (int64_t ci = 0; ci < in_c; ci += mr)
-        for (int64_t co = 0; co < out_c; co += nr)
+        for (int64_t co = co_begin; co < co_end; co += nr)
           kt.rowgemm_microkernel(kc, a_rows + t * kChunk, ci, b_rows, co,
                                  dkernel + (t * in_c + ci) * out_c + co, out_c, mr,
-                                 static_cast<int>(std::min<int64_t>(nr, out_c - co)), true);
+                                 static_cast<int>(std::min<int64_t>(nr, co_end - co)), true);
   }
 }
 
@@ -479,6 +480,26 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
   const int64_t partial_size = kernel_size + out_c;
   const bool per_tap_rows = s.in_c % kt.rowgemm_mr == 0;
   const int threads = threads_for_work(2.0 * pixels * kernel_size);
+  const int nr = kt.rowgemm_nr;
+  // Few pixels (small images): the private partials below would be large next to the work
+  // (B.conv5: 256x256x9 partials for 784 pixels per thread), so threads split the filters and
+  // each sums all pixels for its own columns of dkernel (measured 12% faster on B.conv5).
+  if (per_tap_rows && threads > 1 && pixels < 2048 * threads && out_c >= threads * nr) {
+    parallel_region(threads, [&](int tid, int nt) {
+      int64_t b0, b1;
+      static_share((out_c + nr - 1) / nr, tid, nt, b0, b1);
+      const int64_t co0 = b0 * nr, co1 = std::min(out_c, b1 * nr);
+      if (co0 >= co1) return;
+      for (int64_t row = 0; row < kernel_size / out_c; ++row)
+        std::fill(dkernel + row * out_c + co0, dkernel + row * out_c + co1, 0.0f);
+      weight_gradient_rows(kt, s, x, dy, 0, pixels, co0, co1, dkernel);
+      if (!dbias) return;
+      std::fill(dbias + co0, dbias + co1, 0.0f);
+      for (int64_t p = 0; p < pixels; ++p)
+        for (int64_t c = co0; c < co1; ++c) dbias[c] += dy[p * out_c + c];
+    });
+    return;
+  }
   // Each thread sums its own share of the pixels into a private partial, then the partials are
   // added once: no atomics, no two threads writing the same memory.
   std::vector<float*> partials(threads, nullptr);
@@ -491,7 +512,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
     std::memset(dk, 0, kernel_size * sizeof(float));
     bool bias_done = false;
     if (per_tap_rows)
-      weight_gradient_rows(kt, s, x, dy, begin, end, dk);
+      weight_gradient_rows(kt, s, x, dy, begin, end, 0, out_c, dk);
     else
       bias_done = weight_gradient_patches(kt, s, x, dy, begin, end, dk, db);
     if (db && !bias_done) {

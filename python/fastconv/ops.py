@@ -7,6 +7,7 @@ raise ValueError/TypeError naming the argument and the shapes before any memory 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -115,6 +116,7 @@ def _activation(activation: str | None) -> bool:
     raise ValueError(f"activation must be None, 'linear' or 'relu', got {activation!r}")
 
 
+@functools.cache
 def _physical_memory_bytes() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

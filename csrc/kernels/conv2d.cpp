@@ -481,6 +481,18 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
   const bool per_tap_rows = s.in_c % kt.rowgemm_mr == 0;
   const int threads = threads_for_work(2.0 * pixels * kernel_size);
   const int nr = kt.rowgemm_nr;
+  if (winograd_enabled() && winograd_weight_gradient_applies(s)) {
+    winograd_conv2d_backward_weight(s, x, dy, dkernel);
+    if (dbias)
+      parallel_region(threads_for_nanos(0.3 * pixels * out_c), [&](int tid, int nt) {
+        int64_t c0, c1;
+        static_share(out_c, tid, nt, c0, c1);
+        std::fill(dbias + c0, dbias + c1, 0.0f);
+        for (int64_t p = 0; p < pixels; ++p)
+          for (int64_t c = c0; c < c1; ++c) dbias[c] += dy[p * out_c + c];
+      });
+    return;
+  }
   // Few pixels (small images): the private partials below would be large next to the work
   // (B.conv5: 256x256x9 partials for 784 pixels per thread), so threads split the filters and
   // each sums all pixels for its own columns of dkernel (measured 12% faster on B.conv5).

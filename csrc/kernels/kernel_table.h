@@ -54,6 +54,10 @@ struct KernelTable {
   void (*winograd_input_tile)(int64_t C, const float* const* cells, float* v, int64_t v_stride);
   void (*winograd_output_tile)(int64_t K, const float* m, int64_t m_stride, const float* bias,
                                bool relu, float* const* outs);
+  // The weight gradient's view of an output tile: dM = A dY A^T from the 2x2 output gradients
+  // douts[r*2 + c] (null outside the image) to m[xi * m_stride + k].
+  void (*winograd_output_grad_tile)(int64_t K, const float* const* douts, float* m,
+                                    int64_t m_stride);
   // sum_i a[i] * b[i] (the forward pass of dense layers with few units).
   float (*dot)(int64_t n, const float* a, const float* b);
   void (*relu_forward)(const float* x, float* y, int64_t n);

@@ -15,10 +15,15 @@ void set_winograd_enabled(bool enabled);
 // kernel, stride 1, no dilation, and a result large enough for the transforms to pay.
 bool winograd_applies(const Conv2dShape& s, bool input_gradient);
 
-// The forward pass and the input gradient of such a convolution by Winograd.
+// The forward pass, input gradient and weight gradient of such a convolution by Winograd.
 void winograd_conv2d_forward(const Conv2dShape& s, const float* x, const float* kernel,
                              const float* bias, float* y, bool relu);
 void winograd_conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* kernel,
                                     float* dx);
+// dkernel only; the caller sums the bias gradient. Needs in_c to be a multiple of the ISA's
+// row-pointer kernel height (winograd_weight_gradient_applies).
+void winograd_conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy,
+                                     float* dkernel);
+bool winograd_weight_gradient_applies(const Conv2dShape& s);
 
 }  // namespace fastconv

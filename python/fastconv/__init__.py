@@ -39,11 +39,11 @@ def get_num_threads() -> int:
 def set_winograd(enabled: bool) -> None:
     """Switches Winograd F(2x2, 3x3) on or off for 3x3 stride-1 convolutions (default: off).
 
-    It multiplies 2.25x less than the direct convolution: the forward pass and input gradient of
-    the cats-vs-dogs convnet's 20x20 to 89x89 layers run 1.5-1.8x faster here. Results differ from
-    the direct path by rounding (the transforms add and halve; measured in
-    tests/test_winograd.py). Small images (results under 10x10) keep the direct path, and so do
-    weight gradients. ``FASTCONV_WINOGRAD=1`` switches it on at import.
+    It multiplies 2.25x less than the direct convolution: the forward pass, input gradient and
+    weight gradient of the cats-vs-dogs convnet's 20x20 to 89x89 layers run 1.4-1.8x faster
+    here. Results differ from the direct path by rounding (the transforms add and halve; measured
+    in tests/test_winograd.py). Small images (results under 10x10) keep the direct path.
+    ``FASTCONV_WINOGRAD=1`` switches it on at import.
     """
     if not isinstance(enabled, (bool, _np.bool_)):
         raise TypeError(f"set_winograd: enabled must be a bool, got {enabled!r}")

@@ -6,6 +6,7 @@ Model A (MNIST convnet, batch 64, rmsprop, sparse categorical cross-entropy) and
 (cats-vs-dogs convnet, batch 32, rmsprop, binary cross-entropy), each as
 
 - ``fastconv``: fastconv's Keras-shaped API, ``Model(...).train_on_batch`` / ``predict_on_batch``;
+- ``fastconv-winograd``: the same with the opt-in Winograd F(2x2, 3x3) convolutions on;
 - ``fastconv-ops``: the same step written directly with fastconv.ops (references.OpsModel): the
   difference to ``fastconv`` is the API's overhead;
 - ``torch``: PyTorch, channels_last, RMSprop(lr=1e-3), CrossEntropyLoss / BCEWithLogitsLoss;
@@ -19,7 +20,7 @@ from __future__ import annotations
 import pytest
 import references
 
-IMPLS = ("fastconv", "fastconv-ops", "torch", "keras")
+IMPLS = ("fastconv", "fastconv-winograd", "fastconv-ops", "torch", "keras")
 PARAMS = [
     pytest.param(which, mode, impl, id=f"{which}-{mode}-{impl}")
     for which in ("A", "B")
@@ -42,6 +43,12 @@ def _steps(which, impl, request):
         except (AttributeError, ImportError) as exc:
             pytest.skip(f"fastconv's Keras-shaped Model is not available yet: {exc}")
         steps = (lambda: model.train_on_batch(x, y)), (lambda: model.predict_on_batch(x))
+    elif impl == "fastconv-winograd":
+        model = references.fastconv_model(which)
+        steps = (
+            references.with_winograd(lambda: model.train_on_batch(x, y)),
+            references.with_winograd(lambda: model.predict_on_batch(x)),
+        )
     elif impl == "fastconv-ops":
         model = references.OpsModel(which)
         steps = (lambda: model.train_step(x, y)), (lambda: model.predict(x))

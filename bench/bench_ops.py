@@ -16,7 +16,7 @@ import time
 import pytest
 import references
 
-IMPLS = ("fastconv", "numpy", "torch", "naive")
+IMPLS = ("fastconv", "fastconv-winograd", "numpy", "torch", "naive")
 OPS = {
     "conv": ("fwd", "dx", "dw"),
     "pool": ("fwd", "bwd"),
@@ -58,6 +58,8 @@ def test_op(benchmark, request, naive_mode, blas_threads, kind, shape, op, impl)
         blas_threads(1)  # its per-position matmuls are too small to share: 1 thread is its best
         benchmark.pedantic(naive_fn, rounds=1, iterations=1, warmup_rounds=0)
     else:
+        if impl not in impls:
+            pytest.skip(f"{impl} does not apply to {op} of {s.id}")
         fn = impls[impl]
         fn()  # warm-up: workspaces, oneDNN primitives
         benchmark(fn)

@@ -421,6 +421,28 @@ def torch_dense_ops(torch, x, kernel, bias, dy):
 # Each entry: (kind, shape, op, flops, bytes moved or 0, {impl: fn}, naive: (fn(rows), total_rows))
 
 
+def with_winograd(fn):
+    """fn run with fastconv's opt-in Winograd F(2x2, 3x3) switched on (restored after)."""
+
+    def call():
+        previous = fastconv.winograd_enabled()
+        fastconv.set_winograd(True)
+        try:
+            return fn()
+        finally:
+            fastconv.set_winograd(previous)
+
+    return call
+
+
+def winograd_applies(s, op):
+    """Whether fastconv's Winograd path runs this op of conv layer s (see set_winograd)."""
+    oh, ow = s.out_hw
+    side = min(s.h, s.w) if op == "dx" else min(oh, ow)
+    channels_ok = s.cin >= 8 and s.cout >= 8 and (op != "dw" or s.cin % 8 == 0)
+    return s.k == 3 and side >= 10 and channels_ok
+
+
 def conv_cases(s, x, kernel, bias, dy, torch=None):
     fc = {
         "fwd": lambda: ops.conv2d(x, kernel, bias, activation="relu"),
@@ -443,6 +465,8 @@ def conv_cases(s, x, kernel, bias, dy, torch=None):
         impls = {"fastconv": fc[op], "numpy": best[op]}
         if op in th:
             impls["torch"] = th[op]
+        if hasattr(fastconv, "set_winograd") and winograd_applies(s, op):
+            impls["fastconv-winograd"] = with_winograd(fc[op])
         rows = naive_total_rows(dy.shape[0], dy.shape[1])
         out.append(("conv", s, op, s.flops, 0, impls, (naive[op], rows)))
     return out

@@ -13,11 +13,11 @@
 #include "core/dispatch.h"
 #include "core/parallel.h"
 #include "kernels/conv2d.h"
-#include "kernels/winograd.h"
 #include "kernels/dense.h"
 #include "kernels/elementwise.h"
 #include "kernels/losses.h"
 #include "kernels/pool2d.h"
+#include "kernels/winograd.h"
 
 namespace py = pybind11;
 using fastconv::Conv2dShape;

@@ -192,7 +192,8 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
         const int64_t sy = first.y * g.stride_h - g.pad_top + a * g.dilation_h;
         if (sy < 0 || sy >= g.src_h) return Fill::kPadding;
         const int64_t sx_first = first.x * g.stride_w - g.pad_left + b * g.dilation_w;
-        const int64_t sx_last = (first.x + mr - 1) * g.stride_w - g.pad_left + last_b * g.dilation_w;
+        const int64_t sx_last =
+            (first.x + mr - 1) * g.stride_w - g.pad_left + last_b * g.dilation_w;
         if (sx_first >= 0 && sx_last < g.src_w) {
           const float* start = g.src + ((first.n * g.src_h + sy) * g.src_w + sx_first) * g.channels;
           for (int i = 0; i < mr; ++i) dst[i] = start + i * step;
@@ -442,7 +443,8 @@ bool weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const 
       if (s.dilation_w == 1 && sy >= 0 && sy + (s.kernel_h - 1) * s.dilation_h < s.in_h &&
           sx >= 0 && sx + s.kernel_w - 1 < s.in_w) {
         const float* src = x + ((c.n * s.in_h + sy) * s.in_w + sx) * s.in_c;
-        const bool wide_copy = run <= kCopyFloats && src + (s.kernel_h - 1) * row_step + kCopyFloats <= x_end;
+        const bool wide_copy =
+            run <= kCopyFloats && src + (s.kernel_h - 1) * row_step + kCopyFloats <= x_end;
         for (int64_t a = 0; a < s.kernel_h; ++a, src += row_step) {
           // A fixed-size copy is a few vector moves, where a copy of `run` floats is a loop or a
           // call; the floats it writes past the run are overwritten by the next run or padding.

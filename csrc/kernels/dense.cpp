@@ -53,11 +53,12 @@ void dense_backward_few_units(const KernelTable& kt, int64_t batch, int64_t in, 
   float* dkernel_t = thread_scratch(Scratch::kPartial, static_cast<size_t>(in * out));
   float* dy_copies =
       thread_scratch(Scratch::kPackA, static_cast<size_t>(batch * out_pad + out * batch_pad));
-  float* dy_pad = dy_copies;                      // batch x out_pad
+  float* dy_pad = dy_copies;                  // batch x out_pad
   float* dy_t = dy_copies + batch * out_pad;  // out x batch_pad
   std::fill(dy_copies, dy_copies + batch * out_pad + out * batch_pad, 0.0f);
   for (int64_t b = 0; b < batch; ++b)
-    for (int64_t o = 0; o < out; ++o) dy_pad[b * out_pad + o] = dy_t[o * batch_pad + b] = dy[b * out + o];
+    for (int64_t o = 0; o < out; ++o)
+      dy_pad[b * out_pad + o] = dy_t[o * batch_pad + b] = dy[b * out + o];
   std::vector<const float*> rows(static_cast<size_t>(2 * batch + 2 * out));
   const float** dy_rows = rows.data();          // [b] -> dy_pad row
   const float** x_rows = dy_rows + batch;       // [b] -> x row

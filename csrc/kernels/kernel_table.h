@@ -44,9 +44,8 @@ struct KernelTable {
   // (in list order) maximal cell of the window, else 0 (added to outs[j] when accumulate: windows
   // that overlap). positive_only also drops windows whose maximum is not > 0: the gradient of the
   // ReLU before the pooling, folded in.
-  void (*max_pool_backward_window)(int64_t C, const float* const* cells, int n,
-                                   const float* g, float* const* outs, bool accumulate,
-                                   bool positive_only);
+  void (*max_pool_backward_window)(int64_t C, const float* const* cells, int n, const float* g,
+                                   float* const* outs, bool accumulate, bool positive_only);
   // Winograd F(2x2, 3x3), vectorised over channels. Input: the 4x4 cells of one input tile
   // (cells[r*4 + c], null in the padding) to v[xi * v_stride + ch], xi = 0..15, V = B^T d B.
   // Output: from m[xi * m_stride + k], Y = A^T M A (+ bias, ReLU) to the 2x2 pixels outs[r*2 +

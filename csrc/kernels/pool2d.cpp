@@ -53,24 +53,25 @@ void zero_parallel(float* data, int64_t count) {
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
   const KernelTable& kt = active_kernels();
   const int64_t C = s.channels;
-  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
-    for (int64_t ox = 0; ox < s.out_w; ++ox) {
-      const Window w = window_at(s, oy, ox);
-      float* out = y + ((n * s.out_h + oy) * s.out_w + ox) * C;
-      bool first = true;
-      for (int64_t iy = w.y0; iy < w.y1; ++iy)
-        for (int64_t ix = w.x0; ix < w.x1; ++ix) {
-          const float* in = x + ((n * s.in_h + iy) * s.in_w + ix) * C;
-          if (first) {
-            std::memcpy(out, in, C * sizeof(float));
-            first = false;
-          } else {
-            kt.max_pool_accumulate(C, in, out);
-          }
-        }
-      if (first) std::memset(out, 0, C * sizeof(float));
-    }
-  });
+  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C,
+                      [&](int64_t n, int64_t oy) {
+                        for (int64_t ox = 0; ox < s.out_w; ++ox) {
+                          const Window w = window_at(s, oy, ox);
+                          float* out = y + ((n * s.out_h + oy) * s.out_w + ox) * C;
+                          bool first = true;
+                          for (int64_t iy = w.y0; iy < w.y1; ++iy)
+                            for (int64_t ix = w.x0; ix < w.x1; ++ix) {
+                              const float* in = x + ((n * s.in_h + iy) * s.in_w + ix) * C;
+                              if (first) {
+                                std::memcpy(out, in, C * sizeof(float));
+                                first = false;
+                              } else {
+                                kt.max_pool_accumulate(C, in, out);
+                              }
+                            }
+                          if (first) std::memset(out, 0, C * sizeof(float));
+                        }
+                      });
 }
 
 void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, float* dx,
@@ -81,79 +82,82 @@ void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, 
   // only where no window reaches, and no window reads what another wrote.
   const bool overlapping = s.stride_h < s.pool_h || s.stride_w < s.pool_w;
   const bool tiles_exactly = !overlapping && s.stride_h == s.pool_h && s.stride_w == s.pool_w &&
-                             s.pad_top == 0 && s.pad_left == 0 &&
-                             s.out_h * s.pool_h <= s.in_h && s.out_w * s.pool_w <= s.in_w;
+                             s.pad_top == 0 && s.pad_left == 0 && s.out_h * s.pool_h <= s.in_h &&
+                             s.out_w * s.pool_w <= s.in_w;
   if (!tiles_exactly) zero_parallel(dx, s.batch * s.in_h * s.in_w * C);
   const int64_t covered_w = s.out_w * s.pool_w;
-  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
-    thread_local std::vector<const float*> cells_storage;
-    thread_local std::vector<float*> outs_storage;
-    cells_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
-    outs_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
-    const float** cells = cells_storage.data();
-    float** outs = outs_storage.data();
-    for (int64_t ox = 0; ox < s.out_w; ++ox) {
-      const Window w = window_at(s, oy, ox);
-      int count = 0;
-      for (int64_t iy = w.y0; iy < w.y1; ++iy)
-        for (int64_t ix = w.x0; ix < w.x1; ++ix, ++count) {
-          const int64_t base = ((n * s.in_h + iy) * s.in_w + ix) * C;
-          cells[count] = x + base;
-          outs[count] = dx + base;
+  for_each_output_row(
+      s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
+        thread_local std::vector<const float*> cells_storage;
+        thread_local std::vector<float*> outs_storage;
+        cells_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
+        outs_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
+        const float** cells = cells_storage.data();
+        float** outs = outs_storage.data();
+        for (int64_t ox = 0; ox < s.out_w; ++ox) {
+          const Window w = window_at(s, oy, ox);
+          int count = 0;
+          for (int64_t iy = w.y0; iy < w.y1; ++iy)
+            for (int64_t ix = w.x0; ix < w.x1; ++ix, ++count) {
+              const int64_t base = ((n * s.in_h + iy) * s.in_w + ix) * C;
+              cells[count] = x + base;
+              outs[count] = dx + base;
+            }
+          if (count == 0) continue;
+          kt.max_pool_backward_window(C, cells, count, dy + ((n * s.out_h + oy) * s.out_w + ox) * C,
+                                      outs, overlapping, through_relu);
         }
-      if (count == 0) continue;
-      kt.max_pool_backward_window(C, cells, count, dy + ((n * s.out_h + oy) * s.out_w + ox) * C,
-                                  outs, overlapping, through_relu);
-    }
-    if (!tiles_exactly) return;
-    // Exact tiling leaves only the right columns and bottom rows that no window reaches.
-    for (int64_t iy = oy * s.pool_h; iy < (oy + 1) * s.pool_h; ++iy)
-      std::memset(dx + ((n * s.in_h + iy) * s.in_w + covered_w) * C, 0,
-                  (s.in_w - covered_w) * C * sizeof(float));
-    if (oy == s.out_h - 1)
-      std::memset(dx + (n * s.in_h + s.out_h * s.pool_h) * s.in_w * C, 0,
-                  (s.in_h - s.out_h * s.pool_h) * s.in_w * C * sizeof(float));
-  });
+        if (!tiles_exactly) return;
+        // Exact tiling leaves only the right columns and bottom rows that no window reaches.
+        for (int64_t iy = oy * s.pool_h; iy < (oy + 1) * s.pool_h; ++iy)
+          std::memset(dx + ((n * s.in_h + iy) * s.in_w + covered_w) * C, 0,
+                      (s.in_w - covered_w) * C * sizeof(float));
+        if (oy == s.out_h - 1)
+          std::memset(dx + (n * s.in_h + s.out_h * s.pool_h) * s.in_w * C, 0,
+                      (s.in_h - s.out_h * s.pool_h) * s.in_w * C * sizeof(float));
+      });
 }
 
 void avg_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
   const int64_t C = s.channels;
-  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
-    for (int64_t ox = 0; ox < s.out_w; ++ox) {
-      const Window w = window_at(s, oy, ox);
-      float* out = y + ((n * s.out_h + oy) * s.out_w + ox) * C;
-      std::memset(out, 0, C * sizeof(float));
-      for (int64_t iy = w.y0; iy < w.y1; ++iy)
-        for (int64_t ix = w.x0; ix < w.x1; ++ix) {
-          const float* in = x + ((n * s.in_h + iy) * s.in_w + ix) * C;
-          for (int64_t c = 0; c < C; ++c) out[c] += in[c];
-        }
-      const int64_t count = (w.y1 - w.y0) * (w.x1 - w.x0);
-      if (count > 0) {
-        const float scale = 1.0f / static_cast<float>(count);
-        for (int64_t c = 0; c < C; ++c) out[c] *= scale;
-      }
-    }
-  });
+  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C,
+                      [&](int64_t n, int64_t oy) {
+                        for (int64_t ox = 0; ox < s.out_w; ++ox) {
+                          const Window w = window_at(s, oy, ox);
+                          float* out = y + ((n * s.out_h + oy) * s.out_w + ox) * C;
+                          std::memset(out, 0, C * sizeof(float));
+                          for (int64_t iy = w.y0; iy < w.y1; ++iy)
+                            for (int64_t ix = w.x0; ix < w.x1; ++ix) {
+                              const float* in = x + ((n * s.in_h + iy) * s.in_w + ix) * C;
+                              for (int64_t c = 0; c < C; ++c) out[c] += in[c];
+                            }
+                          const int64_t count = (w.y1 - w.y0) * (w.x1 - w.x0);
+                          if (count > 0) {
+                            const float scale = 1.0f / static_cast<float>(count);
+                            for (int64_t c = 0; c < C; ++c) out[c] *= scale;
+                          }
+                        }
+                      });
 }
 
 void avg_pool2d_backward(const Pool2dShape& s, const float* dy, float* dx) {
   const int64_t C = s.channels;
   zero_parallel(dx, s.batch * s.in_h * s.in_w * C);
-  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
-    for (int64_t ox = 0; ox < s.out_w; ++ox) {
-      const Window w = window_at(s, oy, ox);
-      const int64_t count = (w.y1 - w.y0) * (w.x1 - w.x0);
-      if (count <= 0) continue;
-      const float scale = 1.0f / static_cast<float>(count);
-      const float* g = dy + ((n * s.out_h + oy) * s.out_w + ox) * C;
-      for (int64_t iy = w.y0; iy < w.y1; ++iy)
-        for (int64_t ix = w.x0; ix < w.x1; ++ix) {
-          float* out = dx + ((n * s.in_h + iy) * s.in_w + ix) * C;
-          for (int64_t c = 0; c < C; ++c) out[c] += g[c] * scale;
-        }
-    }
-  });
+  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C,
+                      [&](int64_t n, int64_t oy) {
+                        for (int64_t ox = 0; ox < s.out_w; ++ox) {
+                          const Window w = window_at(s, oy, ox);
+                          const int64_t count = (w.y1 - w.y0) * (w.x1 - w.x0);
+                          if (count <= 0) continue;
+                          const float scale = 1.0f / static_cast<float>(count);
+                          const float* g = dy + ((n * s.out_h + oy) * s.out_w + ox) * C;
+                          for (int64_t iy = w.y0; iy < w.y1; ++iy)
+                            for (int64_t ix = w.x0; ix < w.x1; ++ix) {
+                              float* out = dx + ((n * s.in_h + iy) * s.in_w + ix) * C;
+                              for (int64_t c = 0; c < C; ++c) out[c] += g[c] * scale;
+                            }
+                        }
+                      });
 }
 
 }  // namespace fastconv

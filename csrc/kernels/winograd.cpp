@@ -24,7 +24,8 @@ constexpr int kTransformed = 16;  // 4x4 transformed tile positions
 float* transformed_kernel(const KernelTable& kt, const float* kernel, int64_t C, int64_t K) {
   const int nr = kt.igemm_nr;
   const int64_t panels = (K + nr - 1) / nr;
-  float* packed = thread_scratch(Scratch::kPackB, static_cast<size_t>(kTransformed * panels * C * nr));
+  float* packed =
+      thread_scratch(Scratch::kPackB, static_cast<size_t>(kTransformed * panels * C * nr));
   std::fill(packed, packed + kTransformed * panels * C * nr, 0.0f);
   for (int64_t c = 0; c < C; ++c)
     for (int64_t k = 0; k < K; ++k) {
@@ -57,8 +58,14 @@ struct TileGrid {
 
   TileGrid(int64_t in_h_, int64_t in_w_, int64_t channels_, int64_t out_h_, int64_t out_w_,
            int64_t pad_top_, int64_t pad_left_)
-      : in_h(in_h_), in_w(in_w_), channels(channels_), out_h(out_h_), out_w(out_w_),
-        pad_top(pad_top_), pad_left(pad_left_), tiles_h((out_h_ + 1) / 2),
+      : in_h(in_h_),
+        in_w(in_w_),
+        channels(channels_),
+        out_h(out_h_),
+        out_w(out_w_),
+        pad_top(pad_top_),
+        pad_left(pad_left_),
+        tiles_h((out_h_ + 1) / 2),
         tiles_w((out_w_ + 1) / 2) {}
 
   int64_t tiles(int64_t batch) const { return batch * tiles_h * tiles_w; }
@@ -127,8 +134,7 @@ void winograd_conv3x3(int64_t batch, int64_t in_h, int64_t in_w, int64_t C, cons
       for (int xi = 0; xi < kTransformed; ++xi)
         for (int64_t i0 = 0; i0 < count; i0 += mr) {
           const int valid = static_cast<int>(std::min<int64_t>(mr, count - i0));
-          for (int r = 0; r < mr; ++r)
-            rows[r] = v + (xi * block + i0 + std::min(r, valid - 1)) * C;
+          for (int r = 0; r < mr; ++r) rows[r] = v + (xi * block + i0 + std::min(r, valid - 1)) * C;
           for (int64_t panel = 0; panel < panels; ++panel) {
             const int cols = static_cast<int>(std::min<int64_t>(nr, K - panel * nr));
             kt.igemm_microkernel(1, C, rows, &tap0, packed + (xi * panels + panel) * C * nr,

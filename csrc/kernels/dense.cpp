@@ -18,8 +18,12 @@ bool few_units(const KernelTable& kt, int64_t out) { return out * 2 <= kt.gemm_n
 // kernel (in x out) transposed to out rows of `in` floats, in the calling thread's scratch.
 const float* transposed_kernel(int64_t in, int64_t out, const float* kernel) {
   float* kernel_t = thread_scratch(Scratch::kPackB, static_cast<size_t>(in * out));
-  for (int64_t i = 0; i < in; ++i)
-    for (int64_t o = 0; o < out; ++o) kernel_t[o * in + i] = kernel[i * out + o];
+  constexpr int64_t kBlock = 64;  // a block of kernel rows (kBlock x out) stays in L1
+  for (int64_t i0 = 0; i0 < in; i0 += kBlock) {
+    const int64_t i1 = std::min(in, i0 + kBlock);
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = i0; i < i1; ++i) kernel_t[o * in + i] = kernel[i * out + o];
+  }
   return kernel_t;
 }
 
@@ -31,12 +35,14 @@ void dense_forward_few_units(const KernelTable& kt, int64_t batch, int64_t in, i
                              bool relu) {
   const float* kernel_t = transposed_kernel(in, out, kernel);
   parallel_for_range(batch, kNanosPerFlop * 2.0 * in * out, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b)
+    kt.dots(b1 - b0, in, x + b0 * in, kernel_t, out, y + b0 * out);
+    for (int64_t b = b0; b < b1; ++b) {
+      float* row = y + b * out;
       for (int64_t o = 0; o < out; ++o) {
-        float sum = kt.dot(in, x + b * in, kernel_t + o * in);
-        if (bias) sum += bias[o];
-        y[b * out + o] = relu ? (sum > 0.0f ? sum : (sum != sum ? sum : 0.0f)) : sum;
+        const float sum = bias ? row[o] + bias[o] : row[o];
+        row[o] = relu ? (sum > 0.0f ? sum : (sum != sum ? sum : 0.0f)) : sum;
       }
+    }
   });
 }
 

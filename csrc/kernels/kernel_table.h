@@ -57,8 +57,10 @@ struct KernelTable {
   // douts[r*2 + c] (null outside the image) to m[xi * m_stride + k].
   void (*winograd_output_grad_tile)(int64_t K, const float* const* douts, float* m,
                                     int64_t m_stride);
-  // sum_i a[i] * b[i] (the forward pass of dense layers with few units).
-  float (*dot)(int64_t n, const float* a, const float* b);
+  // out[b * count + r] = sum_{i < n} x[b * n + i] * rows[r * n + i] for b < inputs, r < count:
+  // the forward pass of dense layers with few units (rows: the transposed kernel).
+  void (*dots)(int64_t inputs, int64_t n, const float* x, const float* rows, int64_t count,
+               float* out);
   void (*relu_forward)(const float* x, float* y, int64_t n);
   void (*relu_backward)(const float* x, const float* dy, float* dx, int64_t n);
   void (*bias_relu_rows)(float* c, int64_t ldc, int64_t rows, int64_t cols, const float* bias,

@@ -96,8 +96,10 @@ def main() -> None:
     parser.add_argument("--torch-epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=keras.get_num_threads())
+    parser.add_argument("--winograd", action="store_true", help="fastconv.set_winograd(True)")
     args = parser.parse_args()
     keras.set_num_threads(args.threads)
+    keras.set_winograd(args.winograd)
     (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
     data = (
         (x_train.reshape(-1, 28, 28, 1).astype("float32") / 255, y_train),
@@ -107,7 +109,10 @@ def main() -> None:
     theirs = (
         run_torch(data, args.torch_epochs, args.seed, args.threads) if args.torch_epochs else None
     )
-    print(f"\n{args.threads} threads, Fashion-MNIST 60,000 training images, batch 64, rmsprop")
+    print(
+        f"\n{args.threads} threads, Fashion-MNIST 60,000 training images, batch 64, rmsprop"
+        + (", Winograd on" if args.winograd else "")
+    )
     print(f"fastconv: test accuracy {ours['accuracy']:.4f} after {args.epochs} epochs; "
           f"epoch seconds {[round(s, 1) for s in ours['epoch_seconds']]}")  # fmt: skip
     if theirs:

@@ -440,7 +440,7 @@ def winograd_applies(s, op):
     oh, ow = s.out_hw
     side = min(s.h, s.w) if op == "dx" else min(oh, ow)
     channels_ok = s.cin >= 8 and s.cout >= 8 and (op != "dw" or s.cin % 8 == 0)
-    return s.k == 3 and side >= 10 and channels_ok
+    return s.k == 3 and side >= (16 if op == "dx" else 10) and channels_ok
 
 
 def conv_cases(s, x, kernel, bias, dy, torch=None):

@@ -237,15 +237,17 @@ void set_winograd_enabled(bool enabled) {
 
 bool winograd_applies(const Conv2dShape& s, bool input_gradient) {
   // Measured on the lecture's layers (F(2x2, 3x3) against the direct path): 1.5-1.8x faster for
-  // 20x20 to 89x89 images, 1.25-1.33x for 13x13 -> 11x11, slower for 9x9 and smaller, where
-  // 2x2 tiles overhang the image and the kernel transform weighs more; below 8 channels the
-  // GEMMs are too shallow to pay for the transforms.
-  constexpr int64_t kMinSide = 10, kMinChannels = 8;
+  // 20x20 to 89x89 images; for 13x13 -> 11x11 1.3x forward and weight gradient but level with
+  // the col2im input gradient; slower for 9x9 and smaller, where 2x2 tiles overhang the image and
+  // the kernel transform weighs more. Below 8 channels the GEMMs are too shallow to pay for the
+  // transforms.
+  constexpr int64_t kMinSide = 10, kMinSideInputGradient = 16, kMinChannels = 8;
   const int64_t rows = input_gradient ? s.in_h : s.out_h;
   const int64_t cols = input_gradient ? s.in_w : s.out_w;
+  const int64_t side = input_gradient ? kMinSideInputGradient : kMinSide;
   return s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 1 && s.stride_w == 1 &&
          s.dilation_h == 1 && s.dilation_w == 1 && s.in_c >= kMinChannels &&
-         s.out_c >= kMinChannels && rows >= kMinSide && cols >= kMinSide;
+         s.out_c >= kMinChannels && rows >= side && cols >= side;
 }
 
 bool winograd_weight_gradient_applies(const Conv2dShape& s) {

@@ -42,7 +42,8 @@ def set_winograd(enabled: bool) -> None:
     It multiplies 2.25x less than the direct convolution: the forward pass, input gradient and
     weight gradient of the cats-vs-dogs convnet's 20x20 to 89x89 layers run 1.4-1.8x faster
     here. Results differ from the direct path by rounding (the transforms add and halve; measured
-    in tests/test_winograd.py). Small images (results under 10x10) keep the direct path.
+    in tests/test_winograd.py). Small images keep the direct path (results under 10x10; input
+    gradients of images under 16x16).
     ``FASTCONV_WINOGRAD=1`` switches it on at import.
     """
     if not isinstance(enabled, (bool, _np.bool_)):

@@ -134,6 +134,7 @@ def _setup(args):
         fastconv.set_num_threads(args.threads)
     if args.winograd:
         fastconv.set_winograd(True)
+        print("Convolutions: Winograd F(2x2, 3x3) where it applies (--winograd)")
     save = getattr(args, "save", None)
     if save:  # refuse a bad --save before training, not after it
         if not str(save).endswith(".keras"):

@@ -1265,3 +1265,30 @@ def test_max_pool2d_relu_grad_is_relu_grad_of_max_pool_grad(
     got = ops.max_pool2d_relu_grad(x, dy, pool, strides, padding)
     assert ref.rel_err(got, expected) <= 1e-6
     assert np.all(got[x == 0] == 0)
+
+
+def test_conv2d_streamed_output_matches_cached_stores(isa):
+    """Outputs over 48 MB are written with non-temporal stores when 64-byte aligned: the same
+    bits as ordinary stores into a buffer 16 bytes off the alignment, and right where sampled."""
+    r = np.random.default_rng(31)
+    x = r.standard_normal((1, 1026, 402, 3), dtype=np.float32)
+    kernel = r.standard_normal((3, 3, 3, 32), dtype=np.float32)
+    bias = r.standard_normal(32, dtype=np.float32)
+    plan = ops._ConvPlan(x, kernel, 1, "valid", 1)
+    size = int(np.prod(plan.out_shape))
+    assert size * 4 >= 48 << 20
+    raw = np.empty(size + 32, np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    aligned = raw[start : start + size].reshape(plan.out_shape)
+    assert aligned.ctypes.data % 64 == 0
+    raw2 = np.empty(size + 32, np.float32)
+    start2 = (-raw2.ctypes.data % 64) // 4 + 4
+    shifted = raw2[start2 : start2 + size].reshape(plan.out_shape)
+    assert shifted.ctypes.data % 64 == 16
+    for y in (aligned, shifted):
+        _core.conv2d_forward(x, kernel, bias, y, *plan.args(), True)
+    np.testing.assert_array_equal(aligned, shifted)
+    for oy, ox in ((0, 0), (511, 200), (1023, 399)):
+        patch = x[:, oy : oy + 3, ox : ox + 3, :]
+        expected = np.maximum(ref.conv2d(patch, kernel, bias)[0, 0, 0], 0.0)
+        check(aligned[0, oy, ox], expected, what=f"streamed conv2d at ({oy}, {ox})")

@@ -1,6 +1,7 @@
 #include "kernels/conv2d.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -158,6 +159,11 @@ TapGather transposed_gather(const Conv2dShape& s, const float* dy) {
 void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels, int64_t taps,
                        int64_t N, const float* packed_b, float* out, const float* bias, bool relu,
                        int threads) {
+  // An output far larger than the caches (B.conv1's is 130 MB) is streamed to memory: its lines
+  // are not read in first. Smaller outputs stay in cache for the layer that reads them next.
+  constexpr int64_t kStreamBytes = int64_t{48} << 20;
+  const bool stream =
+      pixels * N * 4 >= kStreamBytes && reinterpret_cast<uintptr_t>(out) % 64 == 0 && N % 16 == 0;
   const int mr = kt.igemm_mr, nr = kt.igemm_nr;
   const int64_t K = taps * g.channels;
   const int64_t tiles = (pixels + mr - 1) / mr;
@@ -253,9 +259,10 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
         const int cols = static_cast<int>(std::min<int64_t>(nr, N - col));
         float* tile_out = out + p0 * N + col;
         kt.igemm_microkernel(live, depth, rows, tap_ids, packed_b + col * K, tile_out, N, valid,
-                             cols, bias ? bias + col : nullptr, relu);
+                             cols, bias ? bias + col : nullptr, relu, stream);
       }
     }
+    if (stream) kt.store_fence();
   });
 }
 
@@ -324,7 +331,7 @@ void backward_input_col2im(const KernelTable& kt, const Conv2dShape& s, const fl
       for (int i = 0; i < mr; ++i) rows[i] = dy + (p0 + std::min(i, valid - 1)) * s.out_c;
       for (int64_t col = 0; col < width; col += nr)
         kt.igemm_microkernel(1, s.out_c, rows, &tap0, packed + col * s.out_c, columns + col,
-                             padded_width, valid, nr, nullptr, false);
+                             padded_width, valid, nr, nullptr, false, false);
       // A full tile in one image row with every tap inside the image (all of a 'valid'
       // convolution's tiles but those that wrap rows): the scatter needs no bounds checks, and
       // its pixels' targets advance by a fixed step.

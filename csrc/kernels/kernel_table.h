@@ -16,9 +16,12 @@ using GemmMicrokernel = void (*)(int64_t kc, const float* a_panel, const float* 
 // row i (a zero row where it falls in the padding), and b is one packed NR-column panel. Taps whose
 // rows are all padding are left out of the list by the caller. The sum starts from bias[j] (when
 // not null) and is clamped at zero when relu: the epilogue runs while the tile is in registers.
+// With stream, full tiles go to memory by non-temporal stores (c 64-byte aligned, ldc a multiple
+// of 16); the caller ends with store_fence.
 using IgemmMicrokernel = void (*)(int64_t taps, int64_t channels, const float* const* rows,
                                   const int32_t* tap_ids, const float* b_panel, float* c,
-                                  int64_t ldc, int mr, int nr, const float* bias, bool relu);
+                                  int64_t ldc, int mr, int nr, const float* bias, bool relu,
+                                  bool stream);
 
 // Row-pointer GEMM for the convolution weight gradient:
 // c[i*ldc + j] (+)= sum_k a_rows[k][a_offset + i] * b_rows[k][b_offset + j], skipping k where
@@ -38,6 +41,8 @@ struct KernelTable {
   int rowgemm_mr;
   int rowgemm_nr;
   RowGemmMicrokernel rowgemm_microkernel;
+  // Orders the non-temporal stores of a streaming igemm before later memory operations.
+  void (*store_fence)();
   // Pooling over one cell's C channels: best = max(best, in) with NaN winning.
   void (*max_pool_accumulate)(int64_t C, const float* in, float* best);
   // The gradient of one pooling window of n cells: outs[j] gets g where cells[j] is the first

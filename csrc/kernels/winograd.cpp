@@ -139,7 +139,7 @@ void winograd_conv3x3(int64_t batch, int64_t in_h, int64_t in_w, int64_t C, cons
             const int cols = static_cast<int>(std::min<int64_t>(nr, K - panel * nr));
             kt.igemm_microkernel(1, C, rows, &tap0, packed + (xi * panels + panel) * C * nr,
                                  m + (xi * block + i0) * K + panel * nr, K, valid, cols, nullptr,
-                                 false);
+                                 false, false);
           }
         }
       for (int64_t i = 0; i < count; ++i) {

@@ -124,14 +124,22 @@ def _physical_memory_bytes() -> int:
         return 1 << 46
 
 
+_ALIGN = 64  # a cache line: the kernels stream large outputs to whole, aligned lines
+
+
 def _empty(shape: tuple[int, ...], what: str) -> np.ndarray:
-    """Allocates a float32 result, refusing sizes the machine cannot hold (MemoryError)."""
+    """Allocates a float32 result on a 64-byte boundary, refusing sizes the machine cannot hold
+    (MemoryError)."""
     nbytes = 4 * math.prod(shape)
     if nbytes > _physical_memory_bytes():
         raise MemoryError(
             f"{what} of shape {shape} needs {nbytes / 2**30:.1f} GiB, more than this machine has"
         )
-    return np.empty(shape, dtype=np.float32)
+    if nbytes < 1 << 16:  # small results are not streamed
+        return np.empty(shape, dtype=np.float32)
+    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    return raw[start : start + nbytes].view(np.float32).reshape(shape)
 
 
 def _window_geometry(

@@ -4,6 +4,7 @@
 #define FASTCONV_VEC_BYTES 64
 #include "kernels/elementwise_impl.inc"
 #include "kernels/kernel_table.h"
+#define FASTCONV_STREAM_STORE(p, v) _mm512_stream_ps((p), (__m512)(v))
 #include "kernels/vector_kernels_impl.inc"
 
 namespace fastconv {

@@ -592,11 +592,12 @@ def checks(op_results, model_results, peak, ceiling=None):
         if r["median_s"].get("numpy") is not None
         and r["median_s"]["fastconv"] >= r["median_s"]["numpy"]
     ]
-    out.append(
-        "ahead of NumPy-best on every case"
-        if not behind_np
-        else f"behind or level with NumPy-best on {len(behind_np)}: " + "; ".join(behind_np)
-    )
+    if op_results:
+        out.append(
+            "ahead of NumPy-best on every case"
+            if not behind_np
+            else f"behind or level with NumPy-best on {len(behind_np)}: " + "; ".join(behind_np)
+        )
     naive = sorted(
         (r["naive_s"] / r["median_s"]["fastconv"], f"{r['kind']} {r['layer']} {r['op']}")
         for r in op_results

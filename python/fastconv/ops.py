@@ -135,7 +135,7 @@ def _empty(shape: tuple[int, ...], what: str) -> np.ndarray:
         raise MemoryError(
             f"{what} of shape {shape} needs {nbytes / 2**30:.1f} GiB, more than this machine has"
         )
-    if nbytes < 1 << 16:  # small results are not streamed
+    if nbytes < 1 << 20:  # small results are not streamed (the kernels stream from 48 MB)
         return np.empty(shape, dtype=np.float32)
     raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
     start = -raw.ctypes.data % _ALIGN

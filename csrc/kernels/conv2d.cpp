@@ -413,22 +413,31 @@ void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const flo
   b_rows_storage.resize(static_cast<size_t>(kChunk));
   const float** a_rows = a_rows_storage.data();  // plain pointers: see igemm_convolution
   const float** b_rows = b_rows_storage.data();
+  // When every kernel row lies inside the image horizontally (no left/right padding, no
+  // horizontal dilation), tap (a, b) of a pixel reads b * in_c floats past tap (a, 0): one row
+  // pointer per kernel row serves its kernel_w taps through the microkernel's offset.
+  const bool rows_shared =
+      s.dilation_w == 1 && s.pad_left == 0 && (s.out_w - 1) * s.stride_w + s.kernel_w - 1 < s.in_w;
+  const int64_t pointer_taps = rows_shared ? s.kernel_h : taps;
+  const int64_t tap_step = rows_shared ? s.kernel_w : 1;
   for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
     const int64_t kc = std::min(kChunk, end - c0);
     TapGather::Cursor c = g.cursor(c0);
     for (int64_t k = 0; k < kc; ++k, g.advance(c)) {
       b_rows[k] = dy + (c0 + k) * out_c;
-      for (int64_t t = 0, a = 0, b = 0; t < taps; ++t) {
-        a_rows[t * kChunk + k] = g.source(c.n, c.y, c.x, a, b);
-        if (++b == s.kernel_w) b = 0, ++a;
+      for (int64_t p = 0; p < pointer_taps; ++p) {
+        const int64_t t = p * tap_step;
+        a_rows[p * kChunk + k] = g.source(c.n, c.y, c.x, t / s.kernel_w, t % s.kernel_w);
       }
     }
-    for (int64_t t = 0; t < taps; ++t)
+    for (int64_t t = 0; t < taps; ++t) {
+      const int64_t p = t / tap_step, shift = (t % tap_step) * in_c;
       for (int64_t ci = 0; ci < in_c; ci += mr)
         for (int64_t co = co_begin; co < co_end; co += nr)
-          kt.rowgemm_microkernel(kc, a_rows + t * kChunk, ci, b_rows, co,
+          kt.rowgemm_microkernel(kc, a_rows + p * kChunk, ci + shift, b_rows, co,
                                  dkernel + (t * in_c + ci) * out_c + co, out_c, mr,
                                  static_cast<int>(std::min<int64_t>(nr, co_end - co)), true);
+    }
   }
 }
 

@@ -1292,3 +1292,27 @@ def test_conv2d_streamed_output_matches_cached_stores(isa):
         patch = x[:, oy : oy + 3, ox : ox + 3, :]
         expected = np.maximum(ref.conv2d(patch, kernel, bias)[0, 0, 0], 0.0)
         check(aligned[0, oy, ox], expected, what=f"streamed conv2d at ({oy}, {ox})")
+
+
+# Input gradients that take the indirect GEMM over input pixels ('same' padding or large images,
+# enough channels), where a kernel row's taps run as one wide tap away from the borders.
+INDIRECT_DX_CASES = [
+    (2, 17, 19, 40, 24, (3, 3), 1, 1, "same"),
+    (1, 23, 20, 33, 17, (3, 5), 1, 1, "same"),
+    (2, 15, 16, 48, 32, (3, 3), (2, 1), 1, "same"),
+    (1, 30, 31, 20, 64, (5, 3), 1, (2, 1), "same"),
+    (1, 41, 43, 64, 40, (3, 3), 1, 1, "valid"),
+    (2, 14, 14, 24, 20, (3, 3), (1, 2), 1, "same"),
+]
+
+
+@pytest.mark.parametrize("case", INDIRECT_DX_CASES, ids=[str(c) for c in INDIRECT_DX_CASES])
+def test_conv2d_input_gradient_indirect_paths(isa, case):
+    n, h, w, c, o, k, strides, dilation, padding = case
+    r = np.random.default_rng(41)
+    x = r.standard_normal((n, h, w, c)).astype(np.float32)
+    kernel = r.standard_normal((*k, c, o)).astype(np.float32)
+    kw = dict(strides=strides, padding=padding, dilation_rate=dilation)
+    dy = r.standard_normal(ops.conv2d(x, kernel, **kw).shape).astype(np.float32)
+    expected = ref.conv2d_grad(x, kernel, dy, strides=strides, padding=padding, dilation=dilation)
+    check(ops.conv2d_grad(x, kernel, dy, **kw)[0], expected[0], what="conv2d dx")

@@ -48,6 +48,20 @@ struct TapGather {
     return src + ((n * src_h + sy) * src_w + sx) * channels;
   }
 
+  // Whether kernel row a of grid row y reads a source row (not the top/bottom padding, and for
+  // the transposed mapping not between strided rows).
+  bool row_inside(int64_t y, int64_t a) const {
+    int64_t sy;
+    if (!transposed) {
+      sy = y * stride_h - pad_top + a * dilation_h;
+    } else {
+      sy = y + pad_top - a * dilation_h;
+      if (sy < 0 || sy % stride_h != 0) return false;
+      sy /= stride_h;
+    }
+    return sy >= 0 && sy < src_h;
+  }
+
   // Position (n, y, x) of a pixel in the grid. Walking pixels in order advances it without the
   // divisions that decoding each index would cost (they dominated layers with few channels).
   struct Cursor {
@@ -117,16 +131,20 @@ struct TapGather {
   }
 };
 
-// B for the input gradient: element ((a, b, co), ci) = kernel[a, b, ci, co].
+// B for the input gradient: element ((a, b', co), ci) = kernel[a, kernel_w - 1 - b', ci, co].
+// The kernel's columns are reversed so that the taps of one kernel row meet the dy pixels they
+// read in memory order (the transposed convolution walks dy leftwards as b grows).
 struct PackKernelTransposed {
   const float* kernel;
-  int64_t in_c, out_c;
+  int64_t in_c, out_c, kernel_w;
   void operator()(int64_t k0, int64_t kc, int64_t col0, int64_t cols, int nr, float* dst) const {
     for (int64_t p = 0; p < cols; p += nr) {
       const int64_t valid = std::min<int64_t>(nr, cols - p);
       float* panel = dst + p * kc;
       for (int64_t k = 0; k < kc; ++k) {
-        const int64_t tap = (k0 + k) / out_c, co = (k0 + k) % out_c;
+        const int64_t packed_tap = (k0 + k) / out_c, co = (k0 + k) % out_c;
+        const int64_t a = packed_tap / kernel_w, b = kernel_w - 1 - packed_tap % kernel_w;
+        const int64_t tap = a * kernel_w + b;
         const float* src = kernel + tap * in_c * out_c + (col0 + p) * out_c + co;
         float* out = panel + k * nr;
         int64_t j = 0;
@@ -168,7 +186,10 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
   const int64_t K = taps * g.channels;
   const int64_t tiles = (pixels + mr - 1) / mr;
   const int64_t n_panels = (N + nr - 1) / nr;
-  const bool can_widen = !g.transposed && g.dilation_w == 1 && g.kernel_w > 1;
+  const bool can_widen = g.dilation_w == 1 && g.kernel_w > 1 && (!g.transposed || g.stride_w == 1);
+  // A wide tap starts at the kernel column that reads the leftmost source pixel.
+  const int64_t wide_first_b = g.transposed ? g.kernel_w - 1 : 0;
+  const int64_t wide_last_b = g.transposed ? 0 : g.kernel_w - 1;
   const int64_t wide_taps = taps / g.kernel_w, wide_channels = g.kernel_w * g.channels;
   parallel_region(threads, [&](int tid, int nt) {
     // Padding taps read this zero row; it lives in the thread's own scratch.
@@ -190,7 +211,7 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
     // nor wholly in the top or bottom padding). kPadding: every row reads padding, no work.
     auto tap_rows = [&](const TapGather::Cursor& first, int valid, bool one_row, int64_t a,
                         int64_t b, bool wide, const float** dst) {
-      const int64_t last_b = wide ? g.kernel_w - 1 : b;
+      const int64_t last_b = wide ? wide_last_b : b;
       // Fast paths: a full tile inside one image row, where the source column moves linearly
       // with the output column: a tap inside the image at the tile's first and last pixels is
       // inside for all of them, and its rows are one pointer plus steps.
@@ -207,7 +228,7 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
         }
       } else if (one_row && g.stride_w == 1) {
         const float* start = g.source(first.n, first.y, first.x, a, b);
-        if (start && g.source(first.n, first.y, first.x + mr - 1, a, b)) {
+        if (start && g.source(first.n, first.y, first.x + mr - 1, a, last_b)) {
           for (int i = 0; i < mr; ++i) dst[i] = start + i * step;
           return Fill::kRows;
         }
@@ -219,8 +240,7 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
         if (i > 0 && i < valid) g.advance(c);
         const float* src = g.source(c.n, c.y, c.x, a, b);
         if (wide && !src) {
-          const int64_t sy = c.y * g.stride_h - g.pad_top + a * g.dilation_h;
-          if (sy >= 0 && sy < g.src_h) return Fill::kStraddles;
+          if (g.row_inside(c.y, a)) return Fill::kStraddles;
         } else if (wide && !g.source(c.n, c.y, c.x, a, last_b)) {
           return Fill::kStraddles;
         }
@@ -241,7 +261,7 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
       int64_t live = 0;
       bool wide = can_widen;
       for (int64_t a = 0; wide && a < wide_taps; ++a) {
-        const Fill fill = tap_rows(first, valid, one_row, a, 0, true, rows + live * mr);
+        const Fill fill = tap_rows(first, valid, one_row, a, wide_first_b, true, rows + live * mr);
         if (fill == Fill::kRows) tap_ids[live++] = static_cast<int32_t>(a);
         wide = fill != Fill::kStraddles;
       }
@@ -249,7 +269,8 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
         live = 0;
         for (int64_t t = 0, a = 0, b = 0; t < taps; ++t) {
           if (tap_rows(first, valid, one_row, a, b, false, rows + live * mr) == Fill::kRows)
-            tap_ids[live++] = static_cast<int32_t>(t);
+            tap_ids[live++] = static_cast<int32_t>(  // see PackKernelTransposed
+                g.transposed ? a * g.kernel_w + (g.kernel_w - 1 - b) : t);
           if (++b == g.kernel_w) b = 0, ++a;
         }
       }
@@ -391,7 +412,7 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* k
     backward_input_col2im(kt, s, dy, kernel, dx);
     return;
   }
-  const float* packed = pack_all_panels(PackKernelTransposed{kernel, s.in_c, s.out_c},
+  const float* packed = pack_all_panels(PackKernelTransposed{kernel, s.in_c, s.out_c, s.kernel_w},
                                         taps * s.out_c, N, kt.igemm_nr);
   igemm_convolution(kt, transposed_gather(s, dy), pixels, taps, N, packed, dx, nullptr, false,
                     threads_for_work(2.0 * pixels * taps * s.out_c * N));

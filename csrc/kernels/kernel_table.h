@@ -43,8 +43,8 @@ struct KernelTable {
   RowGemmMicrokernel rowgemm_microkernel;
   // Orders the non-temporal stores of a streaming igemm before later memory operations.
   void (*store_fence)();
-  // Pooling over one cell's C channels: best = max(best, in) with NaN winning.
-  void (*max_pool_accumulate)(int64_t C, const float* in, float* best);
+  // The maximum over the n cells of one pooling window, per channel, NaN winning.
+  void (*max_pool_forward_window)(int64_t C, const float* const* cells, int n, float* out);
   // The gradient of one pooling window of n cells: outs[j] gets g where cells[j] is the first
   // (in list order) maximal cell of the window, else 0 (added to outs[j] when accumulate: windows
   // that overlap). positive_only also drops windows whose maximum is not > 0: the gradient of the

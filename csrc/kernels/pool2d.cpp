@@ -53,25 +53,24 @@ void zero_parallel(float* data, int64_t count) {
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
   const KernelTable& kt = active_kernels();
   const int64_t C = s.channels;
-  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C,
-                      [&](int64_t n, int64_t oy) {
-                        for (int64_t ox = 0; ox < s.out_w; ++ox) {
-                          const Window w = window_at(s, oy, ox);
-                          float* out = y + ((n * s.out_h + oy) * s.out_w + ox) * C;
-                          bool first = true;
-                          for (int64_t iy = w.y0; iy < w.y1; ++iy)
-                            for (int64_t ix = w.x0; ix < w.x1; ++ix) {
-                              const float* in = x + ((n * s.in_h + iy) * s.in_w + ix) * C;
-                              if (first) {
-                                std::memcpy(out, in, C * sizeof(float));
-                                first = false;
-                              } else {
-                                kt.max_pool_accumulate(C, in, out);
-                              }
-                            }
-                          if (first) std::memset(out, 0, C * sizeof(float));
-                        }
-                      });
+  for_each_output_row(
+      s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
+        thread_local std::vector<const float*> cells_storage;
+        cells_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
+        const float** cells = cells_storage.data();  // plain pointers: see conv2d.cpp
+        for (int64_t ox = 0; ox < s.out_w; ++ox) {
+          const Window w = window_at(s, oy, ox);
+          float* out = y + ((n * s.out_h + oy) * s.out_w + ox) * C;
+          int count = 0;
+          for (int64_t iy = w.y0; iy < w.y1; ++iy)
+            for (int64_t ix = w.x0; ix < w.x1; ++ix)
+              cells[count++] = x + ((n * s.in_h + iy) * s.in_w + ix) * C;
+          if (count == 0)
+            std::memset(out, 0, C * sizeof(float));
+          else
+            kt.max_pool_forward_window(C, cells, count, out);
+        }
+      });
 }
 
 void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, float* dx,

@@ -12,7 +12,12 @@ batch 64, shuffled each epoch, NHWC/channels_last, the same number of threads.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
+
+# PyTorch before fastconv, so that its OpenMP runtime keeps its own defaults (references.py).
+if importlib.util.find_spec("torch") is not None:
+    import torch  # noqa: F401
 
 import fastconv as keras
 import numpy as np

@@ -26,7 +26,14 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import importlib.util
 import os
+
+# PyTorch first, when installed: importing fastconv sets GOMP_SPINCOUNT for its OpenMP runtime,
+# and PyTorch's own libgomp, loaded later, would read it too. Loaded first, PyTorch keeps its
+# defaults: each framework is measured with its own settings.
+if importlib.util.find_spec("torch") is not None:
+    import torch  # noqa: F401
 
 import fastconv
 import numpy as np

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -633,6 +634,9 @@ def main(argv=None):
     args = parse_args(argv)
     maybe_reexec(args)
     sys.path.insert(0, BENCH_DIR)
+
+    if importlib.util.find_spec("torch") is not None:  # before fastconv: see references.py
+        import torch  # noqa: F401
 
     import fastconv
     import numpy as np

@@ -300,11 +300,11 @@ float* pack_all_panels(const PackB& pack_b, int64_t K, int64_t N, int nr) {
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* kernel, const float* bias,
                     float* y, bool relu) {
+  const KernelTable& kt = active_kernels();
   if (winograd_enabled() && winograd_applies(s, false)) {
-    winograd_conv2d_forward(s, x, kernel, bias, y, relu);
+    winograd_conv2d_forward(kt, s, x, kernel, bias, y, relu);
     return;
   }
-  const KernelTable& kt = active_kernels();
   const int64_t pixels = s.batch * s.out_h * s.out_w;
   const int64_t taps = s.kernel_h * s.kernel_w;
   const int64_t N = s.out_c;
@@ -394,11 +394,11 @@ void backward_input_col2im(const KernelTable& kt, const Conv2dShape& s, const fl
 }  // namespace
 
 void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* kernel, float* dx) {
+  const KernelTable& kt = active_kernels();
   if (winograd_enabled() && winograd_applies(s, true)) {
-    winograd_conv2d_backward_input(s, dy, kernel, dx);
+    winograd_conv2d_backward_input(kt, s, dy, kernel, dx);
     return;
   }
-  const KernelTable& kt = active_kernels();
   const int64_t pixels = s.batch * s.in_h * s.in_w;
   const int64_t taps = s.kernel_h * s.kernel_w;
   const int64_t N = s.in_c;
@@ -539,8 +539,8 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
   const bool per_tap_rows = s.in_c % kt.rowgemm_mr == 0;
   const int threads = threads_for_work(2.0 * pixels * kernel_size);
   const int nr = kt.rowgemm_nr;
-  if (winograd_enabled() && winograd_weight_gradient_applies(s)) {
-    winograd_conv2d_backward_weight(s, x, dy, dkernel);
+  if (winograd_enabled() && winograd_weight_gradient_applies(kt, s)) {
+    winograd_conv2d_backward_weight(kt, s, x, dy, dkernel);
     if (dbias)
       parallel_region(threads_for_nanos(0.3 * pixels * out_c), [&](int tid, int nt) {
         int64_t c0, c1;

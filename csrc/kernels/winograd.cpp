@@ -4,7 +4,6 @@
 #include <atomic>
 #include <vector>
 
-#include "core/dispatch.h"
 #include "core/parallel_region.h"
 #include "core/workspace.h"
 
@@ -104,10 +103,10 @@ int64_t tiles_per_block(int64_t C, int64_t K, int64_t budget, int mr) {
 
 // y[n, oy, ox, k] = sum over a, b < 3 and c of x[n, oy - pad_top + a, ox - pad_left + b, c] *
 // kernel[a, b, c, k] (+ bias, ReLU), for oy < out_h, ox < out_w; zero outside the image.
-void winograd_conv3x3(int64_t batch, int64_t in_h, int64_t in_w, int64_t C, const float* x,
-                      const float* kernel, int64_t K, int64_t pad_top, int64_t pad_left,
-                      int64_t out_h, int64_t out_w, const float* bias, bool relu, float* y) {
-  const KernelTable& kt = active_kernels();
+void winograd_conv3x3(const KernelTable& kt, int64_t batch, int64_t in_h, int64_t in_w, int64_t C,
+                      const float* x, const float* kernel, int64_t K, int64_t pad_top,
+                      int64_t pad_left, int64_t out_h, int64_t out_w, const float* bias, bool relu,
+                      float* y) {
   const int mr = kt.igemm_mr, nr = kt.igemm_nr;
   const int64_t panels = (K + nr - 1) / nr;
   const float* packed = transformed_kernel(kt, kernel, C, K);
@@ -155,9 +154,8 @@ void winograd_conv3x3(int64_t batch, int64_t in_h, int64_t in_w, int64_t C, cons
 // dM[xi][t][k] (V = B^T d B of the input tile, dM = A dY A^T of the output gradient tile): 16
 // GEMMs that reduce over tiles, on the row-pointer microkernel. Each thread sums its tiles into
 // a private dU, reduced once. G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
-void winograd_weight_gradient(const Conv2dShape& s, const float* x, const float* dy,
-                              float* dkernel) {
-  const KernelTable& kt = active_kernels();
+void winograd_weight_gradient(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                              const float* dy, float* dkernel) {
   const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
   const int64_t C = s.in_c, K = s.out_c;
   const TileGrid in_grid(s.in_h, s.in_w, C, s.out_h, s.out_w, s.pad_top, s.pad_left);
@@ -250,20 +248,20 @@ bool winograd_applies(const Conv2dShape& s, bool input_gradient) {
          s.out_c >= kMinChannels && rows >= side && cols >= side;
 }
 
-bool winograd_weight_gradient_applies(const Conv2dShape& s) {
-  return winograd_applies(s, false) && s.in_c % active_kernels().rowgemm_mr == 0;
+bool winograd_weight_gradient_applies(const KernelTable& kt, const Conv2dShape& s) {
+  return winograd_applies(s, false) && s.in_c % kt.rowgemm_mr == 0;
 }
 
-void winograd_conv2d_forward(const Conv2dShape& s, const float* x, const float* kernel,
-                             const float* bias, float* y, bool relu) {
-  winograd_conv3x3(s.batch, s.in_h, s.in_w, s.in_c, x, kernel, s.out_c, s.pad_top, s.pad_left,
+void winograd_conv2d_forward(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                             const float* kernel, const float* bias, float* y, bool relu) {
+  winograd_conv3x3(kt, s.batch, s.in_h, s.in_w, s.in_c, x, kernel, s.out_c, s.pad_top, s.pad_left,
                    s.out_h, s.out_w, bias, relu, y);
 }
 
 // dx is the correlation of dy with the kernel turned by 180 degrees and its channel axes swapped,
 // padded by 2 - pad (kernel size - 1 - pad) on the top and left.
-void winograd_conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* kernel,
-                                    float* dx) {
+void winograd_conv2d_backward_input(const KernelTable& kt, const Conv2dShape& s, const float* dy,
+                                    const float* kernel, float* dx) {
   std::vector<float> turned(static_cast<size_t>(9 * s.in_c * s.out_c));
   for (int a = 0; a < 3; ++a)
     for (int b = 0; b < 3; ++b)
@@ -271,13 +269,13 @@ void winograd_conv2d_backward_input(const Conv2dShape& s, const float* dy, const
         for (int64_t co = 0; co < s.out_c; ++co)
           turned[(((2 - a) * 3 + (2 - b)) * s.out_c + co) * s.in_c + ci] =
               kernel[((a * 3 + b) * s.in_c + ci) * s.out_c + co];
-  winograd_conv3x3(s.batch, s.out_h, s.out_w, s.out_c, dy, turned.data(), s.in_c, 2 - s.pad_top,
+  winograd_conv3x3(kt, s.batch, s.out_h, s.out_w, s.out_c, dy, turned.data(), s.in_c, 2 - s.pad_top,
                    2 - s.pad_left, s.in_h, s.in_w, nullptr, false, dx);
 }
 
-void winograd_conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy,
-                                     float* dkernel) {
-  winograd_weight_gradient(s, x, dy, dkernel);
+void winograd_conv2d_backward_weight(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                                     const float* dy, float* dkernel) {
+  winograd_weight_gradient(kt, s, x, dy, dkernel);
 }
 
 }  // namespace fastconv

@@ -47,7 +47,8 @@ def set_winograd(enabled: bool) -> None:
     here. Results differ from the direct path by rounding (the transforms add and halve; measured
     in tests/test_winograd.py). Small images keep the direct path (results under 10x10; input
     gradients of images under 16x16).
-    ``FASTCONV_WINOGRAD=1`` switches it on at import.
+    An infinity in the input gives NaN in the outputs it reaches (the transforms subtract),
+    where the direct path gives an infinity. ``FASTCONV_WINOGRAD=1`` switches it on at import.
     """
     if not isinstance(enabled, (bool, _np.bool_)):
         raise TypeError(f"set_winograd: enabled must be a bool, got {enabled!r}")

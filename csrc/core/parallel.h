@@ -28,10 +28,9 @@ inline int thread_index() {
 #endif
 }
 
-// Threads pay off only above some work: waking a sleeping worker (passive waiting) costs
-// 30-60 us on a virtual machine (measured: the 1152->10 dense layer took 66 us on one thread and
-// 90-120 us on two). Work is estimated in nanoseconds of one thread; each thread must get at
-// least min_thread_nanos() (60 us by default) of it.
+// Threads pay off only above some work. Work is estimated in nanoseconds of one thread; each
+// thread must get at least min_thread_nanos() of it: 10 us with spinning workers, 60 us when
+// OMP_WAIT_POLICY=passive makes every kernel wake a sleeping worker (see parallel.cpp).
 inline int threads_for_nanos(double nanos) {
   const double min_nanos = min_thread_nanos();
   const int n = num_threads();

@@ -29,8 +29,8 @@ std::atomic<int>& thread_count() {
 // RMSprop update (24 -> 14 us); with passive workers they lose below about 60 us.
 double initial_min_nanos() {
   const char* policy = std::getenv("OMP_WAIT_POLICY");
-  const bool passive = policy && (std::strcmp(policy, "passive") == 0 ||
-                                  std::strcmp(policy, "PASSIVE") == 0);
+  const bool passive =
+      policy && (std::strcmp(policy, "passive") == 0 || std::strcmp(policy, "PASSIVE") == 0);
   return passive ? 60.0e3 : 10.0e3;
 }
 

@@ -121,9 +121,12 @@ def test_set_num_threads_roundtrip(restore_threads):
 
 
 def _child(code, **env):
+    """Runs code in a fresh interpreter; env values of None remove the variable."""
     full = dict(os.environ)
     full.pop("FASTCONV_ISA", None)
-    full.update(env)
+    full.update({k: v for k, v in env.items() if v is not None})
+    for k in [k for k, v in env.items() if v is None]:
+        full.pop(k, None)
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=full
     )
@@ -140,6 +143,26 @@ def test_omp_num_threads_respected(n):
         OMP_NUM_THREADS=str(n),
     )
     assert out.split() == [str(n), str(n)]
+
+
+_WAIT_CHECK = (
+    "import os, fastconv; from fastconv import _core; "
+    "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'), "
+    "_core._get_min_thread_nanos())"
+)
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, "1000 None 10000.0"),  # short spin, small kernels split
+        ({"OMP_WAIT_POLICY": "passive"}, "None passive 60000.0"),  # the user's choice wins
+        ({"GOMP_SPINCOUNT": "50"}, "50 None 10000.0"),
+    ],
+)
+def test_openmp_waiting_defaults_and_user_settings(env, expected):
+    clean = {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None}
+    assert _child(_WAIT_CHECK, **{**clean, **env}) == expected
 
 
 def test_gil_released_while_a_kernel_runs(restore_threads):

@@ -472,7 +472,7 @@ bool weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const 
                              const float* dy, int64_t begin, int64_t end, float* dkernel,
                              float* dbias) {
   constexpr int64_t kChunk = 256;
-  const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
+  const int mr = kt.patch_rowgemm_mr, nr = kt.rowgemm_nr;
   const int64_t patch = s.kernel_h * s.kernel_w * s.in_c, out_c = s.out_c;
   const int64_t padded = (patch + mr - 1) / mr * mr;
   const bool with_bias = dbias && padded > patch;
@@ -519,8 +519,8 @@ bool weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const 
     }
     for (int64_t r = 0; r < padded; r += mr)
       for (int64_t co = 0; co < out_c; co += nr)
-        kt.rowgemm_microkernel(kc, a_rows, r, b_rows, co, sums + r * out_c + co, out_c, mr,
-                               static_cast<int>(std::min<int64_t>(nr, out_c - co)), true);
+        kt.patch_rowgemm_microkernel(kc, a_rows, r, b_rows, co, sums + r * out_c + co, out_c, mr,
+                                     static_cast<int>(std::min<int64_t>(nr, out_c - co)), true);
   }
   for (int64_t e = 0; e < patch * out_c; ++e) dkernel[e] += sums[e];
   if (with_bias) std::copy(sums + patch * out_c, sums + (patch + 1) * out_c, dbias);

@@ -41,6 +41,10 @@ struct KernelTable {
   int rowgemm_mr;
   int rowgemm_nr;
   RowGemmMicrokernel rowgemm_microkernel;
+  // The same with a taller tile (same NR) for the weight gradient of 1-3 channel images, whose
+  // patches (9 or 27 values, plus a ones row for the bias) fill 14-row tiles with no padding.
+  int patch_rowgemm_mr;
+  RowGemmMicrokernel patch_rowgemm_microkernel;
   // Orders the non-temporal stores of a streaming igemm before later memory operations.
   void (*store_fence)();
   // The maximum over the n cells of one pooling window, per channel, NaN winning.

@@ -95,7 +95,63 @@ def _per_sample(row_values, n):
     return row_values.reshape(n, -1).mean(axis=1)
 
 
-class SparseCategoricalCrossentropy(Loss):
+class _Crossentropy(Loss):
+    """A crossentropy: fused with its activation from logits, or on probabilities.
+
+    Subclasses give ``_fused(targets, logits)`` and ``_from_probabilities(targets, y_pred)``.
+    """
+
+    from_logits = False
+
+    def compute_from_logits(
+        self, y_true: np.ndarray, logits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self._fused(y_true, logits)
+
+    def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.from_logits:
+            return self._fused(y_true, y_pred)
+        return self._from_probabilities(y_true, y_pred)
+
+
+class _SmoothedCrossentropy(_Crossentropy):
+    """Keras' ``from_logits``/``label_smoothing``/``axis=-1`` arguments of the dense-target
+    crossentropies."""
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name or _snake(type(self).__name__), **kwargs)
+        if axis != -1:
+            raise ValueError(f"fastconv {type(self).__name__} supports only axis=-1")
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+        self.axis = -1
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=-1)
+        return cfg
+
+
+def _same_shape_targets(y: np.ndarray, shape: tuple[int, ...], hint: str = "") -> np.ndarray:
+    """Targets of the predictions' shape; (batch, ...) targets for a last axis of 1 are reshaped."""
+    if y.shape == shape:
+        return y
+    if y.shape == shape[:-1] and shape[-1] == 1:
+        return y.reshape(shape)
+    raise ValueError(
+        f"Arguments `target` and `output` must have the same shape. Received: "
+        f"target.shape={y.shape}, output.shape={shape}.{hint}"
+    )
+
+
+class SparseCategoricalCrossentropy(_Crossentropy):
     """Crossentropy with integer labels in ``[0, num_classes)``."""
 
     fused_activation = "softmax"
@@ -148,14 +204,7 @@ class SparseCategoricalCrossentropy(Loss):
         d *= np.float32(1.0 / len(z))
         return _per_sample(losses, logits.shape[0]), d.reshape(logits.shape)
 
-    def compute_from_logits(
-        self, y_true: np.ndarray, logits: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return self._fused(y_true, logits)
-
-    def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.from_logits:
-            return self._fused(y_true, y_pred)
+    def _from_probabilities(self, y_true, y_pred):
         y = _rows(_f32(y_pred))
         one_hot = np.zeros_like(y)
         one_hot[np.arange(len(y)), y_true] = 1.0
@@ -182,38 +231,24 @@ def _crossentropy_of_probabilities(y_pred, y, t):
     return _per_sample(losses, y_pred.shape[0]), _f32(dy).reshape(y_pred.shape)
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_SmoothedCrossentropy):
     """Crossentropy with one-hot (or soft) targets of the predictions' shape."""
 
     fused_activation = "softmax"
 
-    def __init__(
-        self,
-        from_logits: bool = False,
-        label_smoothing: float = 0.0,
-        axis: int = -1,
-        name: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(name=name or "categorical_crossentropy", **kwargs)
-        if axis != -1:
-            raise ValueError("fastconv CategoricalCrossentropy supports only axis=-1")
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
-        self.axis = -1
-
     def prepare_targets(self, y_true: Any, y_pred_shape: tuple[int, ...]) -> np.ndarray:
         y = _f32(y_true)
-        if y.shape != tuple(y_pred_shape):
+        shape = tuple(y_pred_shape)
+        if y.shape != shape:
             hint = ""
-            if y.shape == tuple(y_pred_shape[:-1]) or y.shape == tuple(y_pred_shape[:-1]) + (1,):
+            if y.shape == shape[:-1] or y.shape == shape[:-1] + (1,):
                 hint = (
                     " These look like integer labels: use loss='sparse_categorical_crossentropy'"
                     " or one-hot encode them."
                 )
             raise ValueError(
                 f"Arguments `target` and `output` must have the same shape. Received: "
-                f"target.shape={y.shape}, output.shape={tuple(y_pred_shape)}.{hint}"
+                f"target.shape={y.shape}, output.shape={shape}.{hint}"
             )
         if self.label_smoothing:
             k = y.shape[-1]
@@ -226,53 +261,17 @@ class CategoricalCrossentropy(Loss):
         d *= np.float32(1.0 / len(z))
         return _per_sample(losses, logits.shape[0]), d.reshape(logits.shape)
 
-    def compute_from_logits(
-        self, y_true: np.ndarray, logits: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return self._fused(y_true, logits)
-
-    def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.from_logits:
-            return self._fused(y_true, y_pred)
+    def _from_probabilities(self, y_true, y_pred):
         return _crossentropy_of_probabilities(y_pred, _rows(_f32(y_pred)), _rows(y_true))
 
-    def get_config(self) -> dict[str, Any]:
-        cfg = super().get_config()
-        cfg.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=-1)
-        return cfg
 
-
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_SmoothedCrossentropy):
     """Binary crossentropy, averaged over the last axis then over the batch."""
 
     fused_activation = "sigmoid"
 
-    def __init__(
-        self,
-        from_logits: bool = False,
-        label_smoothing: float = 0.0,
-        axis: int = -1,
-        name: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(name=name or "binary_crossentropy", **kwargs)
-        if axis != -1:
-            raise ValueError("fastconv BinaryCrossentropy supports only axis=-1")
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
-        self.axis = -1
-
     def prepare_targets(self, y_true: Any, y_pred_shape: tuple[int, ...]) -> np.ndarray:
-        y = _f32(y_true)
-        shape = tuple(y_pred_shape)
-        if y.shape != shape:
-            if y.shape == shape[:-1] and shape[-1] == 1:
-                y = y.reshape(shape)
-            else:
-                raise ValueError(
-                    f"Arguments `target` and `output` must have the same shape. Received: "
-                    f"target.shape={y.shape}, output.shape={shape}"
-                )
+        y = _same_shape_targets(_f32(y_true), tuple(y_pred_shape))
         if self.label_smoothing:
             y = _f32(y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing)
         return y
@@ -284,26 +283,13 @@ class BinaryCrossentropy(Loss):
         d *= np.float32(1.0 / d.size)
         return losses.reshape(z.shape[0], -1).mean(axis=1), d.reshape(z.shape)
 
-    def compute_from_logits(
-        self, y_true: np.ndarray, logits: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return self._fused(y_true, logits)
-
-    def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.from_logits:
-            return self._fused(y_true, y_pred)
+    def _from_probabilities(self, t, y_pred):
         y = _f32(y_pred)
-        t = y_true
         p = np.clip(y, EPSILON, 1.0 - EPSILON)
         elem = -(t * np.log(p) + (1.0 - t) * np.log(1.0 - p))
         inside = (y > EPSILON) & (y < 1.0 - EPSILON)
         dy = np.where(inside, (p - t) / (p * (1.0 - p)), 0.0) * (1.0 / y.size)
         return elem.reshape(y.shape[0], -1).mean(axis=1), _f32(dy)
-
-    def get_config(self) -> dict[str, Any]:
-        cfg = super().get_config()
-        cfg.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=-1)
-        return cfg
 
 
 class MeanSquaredError(Loss):
@@ -311,16 +297,7 @@ class MeanSquaredError(Loss):
         super().__init__(name=name or "mean_squared_error", **kwargs)
 
     def prepare_targets(self, y_true: Any, y_pred_shape: tuple[int, ...]) -> np.ndarray:
-        y = _f32(y_true)
-        shape = tuple(y_pred_shape)
-        if y.shape != shape:
-            if y.shape == shape[:-1] and shape[-1] == 1:
-                return y.reshape(shape)
-            raise ValueError(
-                f"Arguments `target` and `output` must have the same shape. Received: "
-                f"target.shape={y.shape}, output.shape={shape}"
-            )
-        return y
+        return _same_shape_targets(_f32(y_true), tuple(y_pred_shape))
 
     def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         diff = _f32(y_pred) - y_true

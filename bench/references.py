@@ -616,9 +616,9 @@ def model_batch(which, seed=0):
     return x, y
 
 
-def fastconv_model(which):
-    """The lecture's model through fastconv's Keras-shaped API, compiled with rmsprop."""
-    K = keras_api()
+def lecture_model(K, which):
+    """The lecture's model built with a Keras-shaped module K (fastconv or keras), compiled with
+    rmsprop and an accuracy metric: the same graph and work for both."""
     L = K.layers
     spec = MODEL_SPECS[which]
     inputs = K.Input(shape=spec["input"])
@@ -629,14 +629,17 @@ def fastconv_model(which):
             h = L.MaxPooling2D(2)(h)
     h = L.Flatten()(h)
     if which == "A":
-        outputs = L.Dense(10, activation="softmax")(h)
-        loss = "sparse_categorical_crossentropy"
+        act, loss = "softmax", "sparse_categorical_crossentropy"
     else:
-        outputs = L.Dense(1, activation="sigmoid")(h)
-        loss = "binary_crossentropy"
-    model = K.Model(inputs, outputs)
+        act, loss = "sigmoid", "binary_crossentropy"
+    model = K.Model(inputs, L.Dense(spec["units"], activation=act)(h))
     model.compile(optimizer="rmsprop", loss=loss, metrics=["accuracy"])
     return model
+
+
+def fastconv_model(which):
+    """The lecture's model through fastconv's Keras-shaped API."""
+    return lecture_model(keras_api(), which)
 
 
 class OpsModel:
@@ -755,19 +758,5 @@ def keras_steps(which, x, y, threads):
         import keras
     except Exception:
         return None
-    L = keras.layers
-    spec = MODEL_SPECS[which]
-    inputs = keras.Input(shape=spec["input"])
-    h = L.Rescaling(1.0 / 255)(inputs) if which == "B" else inputs
-    for f, pool in zip(spec["filters"], spec["pools"]):
-        h = L.Conv2D(f, 3, activation="relu")(h)
-        if pool:
-            h = L.MaxPooling2D(2)(h)
-    h = L.Flatten()(h)
-    if which == "A":
-        act, loss = "softmax", "sparse_categorical_crossentropy"
-    else:
-        act, loss = "sigmoid", "binary_crossentropy"
-    model = keras.Model(inputs, L.Dense(spec["units"], activation=act)(h))
-    model.compile(optimizer="rmsprop", loss=loss)
+    model = lecture_model(keras, which)
     return (lambda: model.train_on_batch(x, y)), (lambda: model.predict_on_batch(x))

@@ -94,6 +94,16 @@ struct TileGrid {
   }
 };
 
+// V = B^T d B of tiles [t0, t0 + count) into v[xi * block * C + i * C + c].
+void transform_input_tiles(const KernelTable& kt, const TileGrid& grid, const float* x, int64_t t0,
+                           int64_t count, int64_t block, float* v) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float* cells[16];
+    grid.input_cells(x, t0 + i, cells);
+    kt.winograd_input_tile(grid.channels, cells, v + i * grid.channels, block * grid.channels);
+  }
+}
+
 // Tiles per block: the block's transformed input (16 x block x C) and products (16 x block x
 // K) stay within `budget` bytes of L2.
 int64_t tiles_per_block(int64_t C, int64_t K, int64_t budget, int mr) {
@@ -125,11 +135,7 @@ void winograd_conv3x3(const KernelTable& kt, int64_t batch, int64_t in_h, int64_
     static_share(tiles, tid, nt, begin, end);
     for (int64_t t0 = begin; t0 < end; t0 += block) {
       const int64_t count = std::min(block, end - t0);
-      for (int64_t i = 0; i < count; ++i) {
-        const float* cells[16];
-        grid.input_cells(x, t0 + i, cells);
-        kt.winograd_input_tile(C, cells, v + i * C, block * C);
-      }
+      transform_input_tiles(kt, grid, x, t0, count, block, v);
       for (int xi = 0; xi < kTransformed; ++xi)
         for (int64_t i0 = 0; i0 < count; i0 += mr) {
           const int valid = static_cast<int>(std::min<int64_t>(mr, count - i0));
@@ -177,10 +183,8 @@ void winograd_weight_gradient(const KernelTable& kt, const Conv2dShape& s, const
     static_share(tiles, tid, nt, begin, end);
     for (int64_t t0 = begin; t0 < end; t0 += block) {
       const int64_t count = std::min(block, end - t0);
+      transform_input_tiles(kt, in_grid, x, t0, count, block, v);
       for (int64_t i = 0; i < count; ++i) {
-        const float* cells[16];
-        in_grid.input_cells(x, t0 + i, cells);
-        kt.winograd_input_tile(C, cells, v + i * C, block * C);
         const float* douts[4];
         in_grid.output_pixels(dy, K, t0 + i, douts);
         kt.winograd_output_grad_tile(K, douts, m + i * K, block * K);

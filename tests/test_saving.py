@@ -12,18 +12,7 @@ import pytest
 from fastconv import layers, optimizers
 from fastconv._tensor import Input
 from fastconv.models import Model, Sequential, load_model, saving
-
-
-def lecture_model():
-    inputs = Input(shape=(28, 28, 1))
-    x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(inputs)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
-    x = layers.Flatten()(x)
-    outputs = layers.Dense(10, activation="softmax")(x)
-    return Model(inputs=inputs, outputs=outputs)
+from lecture_models import lecture_model
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,10 @@ import pytest
 from fastconv import _random, callbacks, layers, losses, metrics, optimizers
 from fastconv._tensor import Input
 from fastconv.models import Model, Sequential
+from lecture_models import lecture_model
 from numpy.lib.stride_tricks import sliding_window_view
 
-
 # --------------------------------------------------------------------------- helpers
-def lecture_model():
-    inputs = Input(shape=(28, 28, 1))
-    x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(inputs)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
-    x = layers.Flatten()(x)
-    outputs = layers.Dense(10, activation="softmax")(x)
-    return Model(inputs=inputs, outputs=outputs)
 
 
 def toy_data(rng, n=96, size=6):

@@ -83,51 +83,17 @@ struct TapGather {
     }
   }
 
-  // Writes taps [t0, t0 + count) of the pixel at c to dst[(t - t0) * dst_stride]. The kernel
-  // position advances incrementally: one division per call, not per tap.
-  void gather(const Cursor& c, int64_t t0, int64_t count, float* dst, int64_t dst_stride) const {
-    const int64_t n = c.n, y = c.y, x = c.x;
-    const int64_t tap = t0 / channels;
-    int64_t ch = t0 - tap * channels;
-    int64_t a = tap / kernel_w, b = tap - a * kernel_w;
-    float* d = dst;
-    // A whole kernel row of undilated taps reads kernel_w * channels consecutive floats (the
-    // neighbouring pixels of one image row): one copy instead of kernel_w short ones.
-    const bool rows_contiguous = !transposed && dilation_w == 1 && dst_stride == 1;
-    const int64_t row_floats = kernel_w * channels;
-    for (int64_t remaining = count; remaining > 0;) {
-      if (rows_contiguous && b == 0 && ch == 0 && remaining >= row_floats) {
-        const float* first = source(n, y, x, a, 0);
-        if (first && source(n, y, x, a, kernel_w - 1)) {
-          for (int64_t i = 0; i < row_floats; ++i) d[i] = first[i];
-          d += row_floats;
-          remaining -= row_floats;
-          ++a;
-          continue;
-        }
+  // Writes the patch of the pixel at c, taps (a, b) row-major with `channels` floats each, to
+  // dst: zeros where a tap falls in the padding. (Patches wholly inside the image take a faster
+  // path in the weight gradient; this serves the border.)
+  void gather_patch(const Cursor& c, int64_t kernel_h, float* dst) const {
+    for (int64_t a = 0; a < kernel_h; ++a)
+      for (int64_t b = 0; b < kernel_w; ++b, dst += channels) {
+        const float* s = source(c.n, c.y, c.x, a, b);
+        // Short runs (images have 1 or 3 channels) are copied inline: a memcpy call per run
+        // would cost more than the copy.
+        for (int64_t i = 0; i < channels; ++i) dst[i] = s ? s[i] : 0.0f;
       }
-      const int64_t run = std::min(channels - ch, remaining);
-      const float* s = source(n, y, x, a, b);
-      // Short runs (images have 1 or 3 channels) are copied inline: a memcpy call per run
-      // would cost more than the copy.
-      if (s) {
-        s += ch;
-        if (dst_stride == 1 && run >= 16) {
-          std::memcpy(d, s, run * sizeof(float));
-        } else {
-          for (int64_t i = 0; i < run; ++i) d[i * dst_stride] = s[i];
-        }
-      } else {
-        for (int64_t i = 0; i < run; ++i) d[i * dst_stride] = 0.0f;
-      }
-      d += run * dst_stride;
-      remaining -= run;
-      ch = 0;
-      if (++b == kernel_w) {
-        b = 0;
-        ++a;
-      }
-    }
   }
 };
 
@@ -510,7 +476,7 @@ bool weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const 
             for (int64_t j = 0; j < run; ++j) row[a * run + j] = src[j];
         }
       } else {
-        g.gather(c, 0, patch, row, 1);
+        g.gather_patch(c, s.kernel_h, row);
       }
       for (int64_t j = patch; j < padded; ++j) row[j] = 0.0f;
       if (with_bias) row[patch] = 1.0f;

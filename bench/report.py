@@ -124,18 +124,23 @@ int fma_accumulators(void) { return NACC; }
 /* iters x NACC independent FMA chains: 2 * lanes * NACC flops per iteration */
 float fma_loop(long iters, float seed) {
     vec a = SET1(0.9999999f), b = SET1(1e-7f);
-#define DECL(i) vec c##i = SET1(seed + (float)(i)), d##i = SET1(seed - (float)(i)), \
-    e##i = SET1(seed * (float)(i)), f##i = SET1(seed + 0.5f * (float)(i));
+/* Distinct start values, and an empty asm that makes every accumulator opaque once per
+   iteration: chains that start equal are otherwise merged by the compiler (GCC 12 merged 4 of
+   16, so the loop ran 13 FMAs while 16 were counted and the "peak" came out 16/13 too high). */
+#define DECL(i) vec c##i = SET1(seed + (float)(i)), d##i = SET1(seed + 4.0f + (float)(i)), \
+    e##i = SET1(seed + 8.0f + (float)(i)), f##i = SET1(seed + 12.0f + (float)(i));
     R4(DECL)
     for (long n = 0; n < iters; n++) {
 #if NACC == 16
+#define OPAQUE(i) __asm__ volatile("" : "+v"(c##i), "+v"(d##i), "+v"(e##i), "+v"(f##i));
 #define STEP(i) c##i = FMA(c##i, a, b); d##i = FMA(d##i, a, b); e##i = FMA(e##i, a, b); \
     f##i = FMA(f##i, a, b);
 #else
+#define OPAQUE(i) __asm__ volatile("" : "+v"(c##i), "+v"(d##i), "+v"(e##i));
 #define STEP(i) c##i = FMA(c##i, a, b); d##i = FMA(d##i, a, b); e##i = FMA(e##i, a, b);
 #endif
         R4(STEP)
-        __asm__ volatile("" ::: "memory");
+        R4(OPAQUE)
     }
 #define SUM(i) s = ADD(s, ADD(ADD(c##i, d##i), ADD(e##i, f##i)));
     vec s = SET1(0.0f);

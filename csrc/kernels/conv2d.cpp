@@ -175,44 +175,56 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
     // Writes to dst the row pointers of tap (a, b) for the tile's rows, or of the wide tap of
     // kernel row a when `wide` (then kStraddles when a row is neither wholly inside the image
     // nor wholly in the top or bottom padding). kPadding: every row reads padding, no work.
-    auto tap_rows = [&](const TapGather::Cursor& first, int valid, bool one_row, int64_t a,
-                        int64_t b, bool wide, const float** dst) {
+    auto tap_rows = [&](const TapGather::Cursor& first, int valid, int64_t a, int64_t b, bool wide,
+                        const float** dst) {
       const int64_t last_b = wide ? wide_last_b : b;
-      // Fast paths: a full tile inside one image row, where the source column moves linearly
-      // with the output column: a tap inside the image at the tile's first and last pixels is
-      // inside for all of them, and its rows are one pointer plus steps.
-      if (one_row && !g.transposed) {
-        const int64_t sy = first.y * g.stride_h - g.pad_top + a * g.dilation_h;
-        if (sy < 0 || sy >= g.src_h) return Fill::kPadding;
-        const int64_t sx_first = first.x * g.stride_w - g.pad_left + b * g.dilation_w;
-        const int64_t sx_last =
-            (first.x + mr - 1) * g.stride_w - g.pad_left + last_b * g.dilation_w;
-        if (sx_first >= 0 && sx_last < g.src_w) {
-          const float* start = g.src + ((first.n * g.src_h + sy) * g.src_w + sx_first) * g.channels;
-          for (int i = 0; i < mr; ++i) dst[i] = start + i * step;
-          return Fill::kRows;
-        }
-      } else if (one_row && g.stride_w == 1) {
-        const float* start = g.source(first.n, first.y, first.x, a, b);
-        if (start && g.source(first.n, first.y, first.x + mr - 1, a, last_b)) {
-          for (int i = 0; i < mr; ++i) dst[i] = start + i * step;
-          return Fill::kRows;
-        }
-      }
       bool any = false;
       TapGather::Cursor c = first;
-      for (int i = 0; i < mr; ++i) {
-        // Rows past the last pixel repeat a valid one; their results are never stored.
-        if (i > 0 && i < valid) g.advance(c);
-        const float* src = g.source(c.n, c.y, c.x, a, b);
-        if (wide && !src) {
-          if (g.row_inside(c.y, a)) return Fill::kStraddles;
-        } else if (wide && !g.source(c.n, c.y, c.x, a, last_b)) {
-          return Fill::kStraddles;
+      // The tile's pixels run in segments, one per grid row it touches (small images put several
+      // rows in one tile). Within a segment the source column moves linearly with the output
+      // column, so a tap inside the image at the segment's first and last pixels is inside for
+      // all of them, and its rows are one pointer plus steps.
+      for (int i0 = 0; i0 < valid;) {
+        const int len = static_cast<int>(std::min<int64_t>(valid - i0, g.grid_w - c.x));
+        const float* start = nullptr;
+        if (!g.transposed) {
+          const int64_t sy = c.y * g.stride_h - g.pad_top + a * g.dilation_h;
+          const int64_t sx_first = c.x * g.stride_w - g.pad_left + b * g.dilation_w;
+          const int64_t sx_last = (c.x + len - 1) * g.stride_w - g.pad_left + last_b * g.dilation_w;
+          if (sy < 0 || sy >= g.src_h) {
+            for (int i = i0; i < i0 + len; ++i) dst[i] = zeros;  // top or bottom padding
+          } else if (sx_first >= 0 && sx_last < g.src_w) {
+            start = g.src + ((c.n * g.src_h + sy) * g.src_w + sx_first) * g.channels;
+          }
+        } else if (g.stride_w == 1) {
+          start = g.source(c.n, c.y, c.x, a, b);
+          if (start && !g.source(c.n, c.y, c.x + len - 1, a, last_b)) start = nullptr;
         }
-        dst[i] = src ? src : zeros;
-        any |= src != nullptr;
+        if (start) {
+          for (int i = 0; i < len; ++i) dst[i0 + i] = start + i * step;
+          any = true;
+        } else if (g.transposed || g.row_inside(c.y, a)) {
+          TapGather::Cursor r = c;  // the segment's rows one by one
+          for (int i = i0; i < i0 + len; ++i, ++r.x) {
+            const float* src = g.source(r.n, r.y, r.x, a, b);
+            if (wide && !src) {
+              if (g.row_inside(r.y, a)) return Fill::kStraddles;
+            } else if (wide && !g.source(r.n, r.y, r.x, a, last_b)) {
+              return Fill::kStraddles;
+            }
+            dst[i] = src ? src : zeros;
+            any |= src != nullptr;
+          }
+        }
+        i0 += len;
+        c.x += len;
+        if (c.x == g.grid_w) {
+          c.x = 0;
+          if (++c.y == g.grid_h) c.y = 0, ++c.n;
+        }
       }
+      // Rows past the last pixel repeat a valid one; their results are never stored.
+      for (int i = valid; i < mr; ++i) dst[i] = dst[valid - 1];
       return any ? Fill::kRows : Fill::kPadding;
     };
     int64_t begin, end;
@@ -221,20 +233,19 @@ void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels
       const int64_t p0 = tile * mr;
       const int valid = static_cast<int>(std::min<int64_t>(mr, pixels - p0));
       const TapGather::Cursor first = g.cursor(p0);
-      const bool one_row = valid == mr && first.x + mr <= g.grid_w;
       // Taps that read only padding for every row of the tile are left out: no work, same sum
       // (the input gradient of a 'valid' convolution has many near the image border).
       int64_t live = 0;
       bool wide = can_widen;
       for (int64_t a = 0; wide && a < wide_taps; ++a) {
-        const Fill fill = tap_rows(first, valid, one_row, a, wide_first_b, true, rows + live * mr);
+        const Fill fill = tap_rows(first, valid, a, wide_first_b, true, rows + live * mr);
         if (fill == Fill::kRows) tap_ids[live++] = static_cast<int32_t>(a);
         wide = fill != Fill::kStraddles;
       }
       if (!wide) {
         live = 0;
         for (int64_t t = 0, a = 0, b = 0; t < taps; ++t) {
-          if (tap_rows(first, valid, one_row, a, b, false, rows + live * mr) == Fill::kRows)
+          if (tap_rows(first, valid, a, b, false, rows + live * mr) == Fill::kRows)
             tap_ids[live++] = static_cast<int32_t>(  // see PackKernelTransposed
                 g.transposed ? a * g.kernel_w + (g.kernel_w - 1 - b) : t);
           if (++b == g.kernel_w) b = 0, ++a;
@@ -429,68 +440,81 @@ void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const flo
 }
 
 // The same sum for channel counts the row-pointer kernel cannot tile (an image's 1 or 3
-// channels): each pixel's whole patch (taps x channels, zero-padded to a multiple of MR) is
-// gathered once into a small chunk buffer, and the kernel runs over patch rows instead of taps.
+// channels), read in place: along a grid row, patch element (a, b, ch) of successive pixels lies
+// at a fixed step in the image, so the kernel takes one pointer per element and no patch is
+// copied. Pixels whose patch crosses the left or right padding are gathered one by one; rows in
+// the top or bottom padding read a zero buffer.
 //
-// When the padding leaves a spare row, it is set to 1 so that the same pass also sums dy over
-// the pixels: the bias gradient, without another read of dy. Returns whether dbias was written.
+// With dbias, one more element reads a buffer of ones, so that the same pass sums dy over the
+// pixels: the bias gradient, without another read of dy. Returns whether dbias was written.
 bool weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const float* x,
                              const float* dy, int64_t begin, int64_t end, float* dkernel,
                              float* dbias) {
-  constexpr int64_t kChunk = 256;
-  const int mr = kt.patch_rowgemm_mr, nr = kt.rowgemm_nr;
+  const int max_rows = kt.patch_gradient_max_rows, nr = kt.rowgemm_nr;
   const int64_t patch = s.kernel_h * s.kernel_w * s.in_c, out_c = s.out_c;
-  const int64_t padded = (patch + mr - 1) / mr * mr;
-  const bool with_bias = dbias && padded > patch;
+  const int64_t rows = patch + (dbias ? 1 : 0);
   const TapGather g = forward_gather(s, x);
-  const int64_t run = s.kernel_w * s.in_c, row_step = s.dilation_h * s.in_w * s.in_c;
-  constexpr int64_t kCopyFloats = 16;
-  const float* x_end = x + s.batch * s.in_h * s.in_w * s.in_c;
-  float* patches =
-      thread_scratch(Scratch::kPackA, static_cast<size_t>(kChunk * padded + kCopyFloats));
-  float* sums = thread_scratch(Scratch::kPackB, static_cast<size_t>(padded * out_c));
-  std::memset(sums, 0, padded * out_c * sizeof(float));
-  thread_local std::vector<const float*> a_rows_storage, b_rows_storage;
-  a_rows_storage.resize(static_cast<size_t>(kChunk));
-  b_rows_storage.resize(static_cast<size_t>(kChunk));
-  const float** a_rows = a_rows_storage.data();  // plain pointers: see igemm_convolution
-  const float** b_rows = b_rows_storage.data();
-  for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
-    const int64_t kc = std::min(kChunk, end - c0);
-    TapGather::Cursor c = g.cursor(c0);
-    for (int64_t k = 0; k < kc; ++k, g.advance(c)) {
-      float* row = patches + k * padded;
-      // A patch inside the image is kernel_h runs of kernel_w * in_c consecutive floats.
-      const int64_t sy = c.y * s.stride_h - s.pad_top, sx = c.x * s.stride_w - s.pad_left;
-      if (s.dilation_w == 1 && sy >= 0 && sy + (s.kernel_h - 1) * s.dilation_h < s.in_h &&
-          sx >= 0 && sx + s.kernel_w - 1 < s.in_w) {
-        const float* src = x + ((c.n * s.in_h + sy) * s.in_w + sx) * s.in_c;
-        const bool wide_copy =
-            run <= kCopyFloats && src + (s.kernel_h - 1) * row_step + kCopyFloats <= x_end;
-        for (int64_t a = 0; a < s.kernel_h; ++a, src += row_step) {
-          // A fixed-size copy is a few vector moves, where a copy of `run` floats is a loop or a
-          // call; the floats it writes past the run are overwritten by the next run or padding.
-          if (wide_copy)
-            std::memcpy(row + a * run, src, kCopyFloats * sizeof(float));
-          else
-            for (int64_t j = 0; j < run; ++j) row[a * run + j] = src[j];
-        }
-      } else {
-        g.gather_patch(c, s.kernel_h, row);
-      }
-      for (int64_t j = patch; j < padded; ++j) row[j] = 0.0f;
-      if (with_bias) row[patch] = 1.0f;
-      a_rows[k] = row;
-      b_rows[k] = dy + (c0 + k) * out_c;
-    }
-    for (int64_t r = 0; r < padded; r += mr)
+  const int64_t step = s.stride_w * s.in_c;
+  // Interior pixels of a grid row: every kernel column inside the image.
+  const int64_t ox_lo = (s.pad_left + s.stride_w - 1) / s.stride_w;
+  const int64_t ox_hi = std::max<int64_t>(
+      ox_lo, std::min<int64_t>(
+                 s.out_w, (s.in_w - 1 - (s.kernel_w - 1) * s.dilation_w + s.pad_left + s.stride_w) /
+                              s.stride_w));
+  // A constant buffer (zeros or ones) is read at k * step for k < out_w.
+  const int64_t constant_floats = s.out_w * step + patch;
+  float* scratch = thread_scratch(Scratch::kPackA, static_cast<size_t>(3 * constant_floats));
+  float* zeros = scratch;
+  float* ones = scratch + constant_floats;
+  float* gathered = scratch + 2 * constant_floats;  // one border pixel's patch
+  std::fill(zeros, zeros + constant_floats, 0.0f);
+  std::fill(ones, ones + constant_floats, 1.0f);
+  float* sums = thread_scratch(Scratch::kPackB, static_cast<size_t>(rows * out_c));
+  std::fill(sums, sums + rows * out_c, 0.0f);
+  thread_local std::vector<const float*> elems_storage;
+  elems_storage.resize(static_cast<size_t>(rows));
+  const float** elems = elems_storage.data();  // plain pointers: see igemm_convolution
+  auto accumulate = [&](int64_t count, int64_t elem_step, int64_t p) {
+    for (int64_t r0 = 0; r0 < rows; r0 += max_rows)
       for (int64_t co = 0; co < out_c; co += nr)
-        kt.patch_rowgemm_microkernel(kc, a_rows, r, b_rows, co, sums + r * out_c + co, out_c, mr,
-                                     static_cast<int>(std::min<int64_t>(nr, out_c - co)), true);
+        kt.patch_gradient_rows(static_cast<int>(std::min<int64_t>(max_rows, rows - r0)), count,
+                               elems + r0, elem_step, dy + p * out_c + co, out_c,
+                               sums + r0 * out_c + co, out_c,
+                               static_cast<int>(std::min<int64_t>(nr, out_c - co)));
+  };
+  if (dbias) elems[patch] = ones;
+  TapGather::Cursor c = g.cursor(begin);
+  for (int64_t p = begin; p < end;) {
+    const int64_t seg_end = std::min<int64_t>(end, p + (s.out_w - c.x));
+    const int64_t lo = std::max(c.x, ox_lo), hi = std::min(c.x + (seg_end - p), ox_hi);
+    if (lo < hi) {
+      for (int64_t a = 0, e = 0; a < s.kernel_h; ++a) {
+        const int64_t sy = c.y * s.stride_h - s.pad_top + a * s.dilation_h;
+        const bool inside = sy >= 0 && sy < s.in_h;
+        for (int64_t b = 0; b < s.kernel_w; ++b)
+          for (int64_t ch = 0; ch < s.in_c; ++ch, ++e)
+            elems[e] = inside ? x +
+                                    ((c.n * s.in_h + sy) * s.in_w + lo * s.stride_w - s.pad_left +
+                                     b * s.dilation_w) *
+                                        s.in_c +
+                                    ch
+                              : zeros;
+      }
+      accumulate(hi - lo, step, p + (lo - c.x));
+    }
+    for (int64_t ox = c.x; ox < c.x + (seg_end - p); ++ox) {
+      if (ox >= lo && ox < hi) continue;
+      g.gather_patch({c.n, c.y, ox}, s.kernel_h, gathered);
+      for (int64_t e = 0; e < patch; ++e) elems[e] = gathered + e;
+      accumulate(1, 0, p + (ox - c.x));
+    }
+    c.x += seg_end - p - 1;  // to the segment's last pixel, then on to the next row
+    p = seg_end;
+    g.advance(c);
   }
   for (int64_t e = 0; e < patch * out_c; ++e) dkernel[e] += sums[e];
-  if (with_bias) std::copy(sums + patch * out_c, sums + (patch + 1) * out_c, dbias);
-  return with_bias;
+  if (dbias) std::copy(sums + patch * out_c, sums + rows * out_c, dbias);
+  return dbias != nullptr;
 }
 
 }  // namespace

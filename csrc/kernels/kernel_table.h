@@ -41,10 +41,12 @@ struct KernelTable {
   int rowgemm_mr;
   int rowgemm_nr;
   RowGemmMicrokernel rowgemm_microkernel;
-  // The same with a taller tile (same NR) for the weight gradient of 1-3 channel images, whose
-  // patches (9 or 27 values, plus a ones row for the bias) fill 14-row tiles with no padding.
-  int patch_rowgemm_mr;
-  RowGemmMicrokernel patch_rowgemm_microkernel;
+  // The weight gradient of few-channel layers (images' 1 or 3) read in place from the image:
+  // sums[i][j] += sum over count pixels k of elems[i][k * step] * dy[k * dy_step + j], for
+  // `rows` (1 to patch_gradient_max_rows) patch elements and nr (up to rowgemm_nr) filters.
+  int patch_gradient_max_rows;
+  void (*patch_gradient_rows)(int rows, int64_t count, const float* const* elems, int64_t step,
+                              const float* dy, int64_t dy_step, float* sums, int64_t ld, int nr);
   // Orders the non-temporal stores of a streaming igemm before later memory operations.
   void (*store_fence)();
   // The maximum over the n cells of one pooling window, per channel, NaN winning.

@@ -12,7 +12,8 @@ namespace {
 
 constexpr int kIgemmMR = 6, kIgemmVecs = 2;
 constexpr int kRowGemmMR = 4, kRowGemmVecs = 2;
-constexpr int kPatchRowGemmMR = 6;  // 12 accumulators + 2 B vectors + 1 broadcast of 16 registers
+// 12 accumulators + 2 dy vectors + 1 broadcast of 16 registers
+constexpr int kPatchGradientRows = 6;
 
 constexpr int kMR = 6;
 constexpr int kNR = 16;

@@ -12,7 +12,8 @@ namespace {
 
 constexpr int kIgemmMR = 8, kIgemmVecs = 2;
 constexpr int kRowGemmMR = 8, kRowGemmVecs = 2;
-constexpr int kPatchRowGemmMR = 14;  // 28 accumulators + 2 B vectors + 1 broadcast of 32 registers
+// 28 accumulators + 2 dy vectors + 1 broadcast of 32 registers
+constexpr int kPatchGradientRows = 14;
 
 constexpr int kMR = 12;
 constexpr int kNR = 32;

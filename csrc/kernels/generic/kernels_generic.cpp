@@ -10,7 +10,7 @@ namespace {
 
 constexpr int kIgemmMR = 4, kIgemmVecs = 4;
 constexpr int kRowGemmMR = 4, kRowGemmVecs = 4;
-constexpr int kPatchRowGemmMR = 4;
+constexpr int kPatchGradientRows = 4;
 
 constexpr int kMR = 4;
 constexpr int kNR = 16;

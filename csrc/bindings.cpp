@@ -148,6 +148,29 @@ PYBIND11_MODULE(_core, m) {
       py::arg("x").noconvert(), py::arg("dy").noconvert(), py::arg("dkernel").noconvert(),
       py::arg("dbias").noconvert(), py::arg("strides"), py::arg("dilation"), py::arg("pads"));
 
+  m.def(
+      "conv2d_backward_weight_through_max_pool",
+      [](const Array& x, const Array& y, const Array& pool_dy, Array& dkernel,
+         std::optional<Array> dbias, Pair strides, Pair dilation, Pair pads, Pair pool) {
+        const Conv2dShape s = conv_shape(x, dkernel, y, strides, dilation, pads);
+        const Pool2dShape p = pool_shape(y, pool_dy, pool, pool, {0, 0});
+        // The fused path needs windows that tile y: each output cell is under at most one.
+        require(p.out_h * p.pool_h <= p.in_h && p.out_w * p.pool_w <= p.in_w,
+                "pool_dy must be y's non-overlapping, unpadded max pooling");
+        float* dk = writable(dkernel, "dkernel");
+        float* db = nullptr;
+        if (dbias) {
+          require(dbias->ndim() == 1 && dbias->shape(0) == s.out_c, "dbias must be (filters,)");
+          db = writable(*dbias, "dbias");
+        }
+        py::gil_scoped_release release;
+        fastconv::conv2d_backward_weight_through_max_pool(s, p, x.data(), y.data(), pool_dy.data(),
+                                                          dk, db);
+      },
+      py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("pool_dy").noconvert(),
+      py::arg("dkernel").noconvert(), py::arg("dbias").noconvert(), py::arg("strides"),
+      py::arg("dilation"), py::arg("pads"), py::arg("pool"));
+
   auto bind_pool_forward = [&m](const char* name,
                                 void (*fn)(const Pool2dShape&, const float*, float*)) {
     m.def(

@@ -1267,6 +1267,52 @@ def test_max_pool2d_relu_grad_is_relu_grad_of_max_pool_grad(
     assert np.all(got[x == 0] == 0)
 
 
+@pytest.mark.parametrize(
+    "n, hw, cin, k, cout, conv_kw, pool",
+    [
+        (4, (28, 28), 1, (3, 3), 32, {}, 2),  # the lecture's first MNIST layer, smaller batch
+        (3, (13, 11), 3, (3, 3), 17, {}, 2),  # odd sizes: a row and a column under no window
+        (2, (12, 12), 3, (3, 3), 33, dict(padding="same"), 2),
+        (2, (15, 14), 2, (2, 3), 5, dict(strides=2, padding="same"), (3, 2)),
+        (1, (9, 10), 4, (5, 5), 16, dict(padding="same", dilation_rate=2), 3),
+        (2, (7, 9), 1, (1, 1), 3, dict(strides=(1, 2)), 1),
+    ],
+)
+def test_conv2d_relu_max_pool_weight_grad(isa, rng, n, hw, cin, k, cout, conv_kw, pool):
+    """The fused first-layer gradient against the float64 chain it replaces: ReLU mask, max
+    pooling's gradient (ties to the first maximal cell), then the convolution's weight gradient."""
+    x = rng.standard_normal((n, *hw, cin)).astype(np.float32)
+    kernel = rng.standard_normal((*k, cin, cout)).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    rkw = dict(
+        strides=conv_kw.get("strides", 1),
+        padding=conv_kw.get("padding", "valid"),
+        dilation=conv_kw.get("dilation_rate", 1),
+    )
+    y = f32(ref.relu(ref.conv2d(x, kernel, bias, **rkw)))
+    y[0, :2, :2, :] = 0.0  # a whole zero window passes nothing back through the ReLU
+    y[-1, 2:4, 2:4, :3] = 1.5  # ties: the first maximal cell takes the gradient
+    oh, ow = ops.pool2d_output_shape(y.shape, pool)
+    pool_dy = rng.standard_normal((n, oh, ow, cout)).astype(np.float32)
+    dz = ref.relu_grad(y, ref.max_pool2d_grad(y, pool_dy, pool))
+    _, dk_ref, db_ref = ref.conv2d_grad(x, kernel, dz, **rkw)
+    dk, db = ops.conv2d_relu_max_pool_weight_grad(x, kernel, y, pool_dy, pool_size=pool, **conv_kw)
+    check(dk, dk_ref, what="dkernel")
+    check(db, db_ref, what="dbias")
+
+
+def test_conv2d_relu_max_pool_weight_grad_rejects_bad_shapes(rng):
+    x = rng.standard_normal((2, 10, 10, 3)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 3, 8)).astype(np.float32)
+    y = np.zeros((2, 8, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"pool_dy.*\(2, 4, 4, 8\)"):
+        ops.conv2d_relu_max_pool_weight_grad(x, kernel, y, np.zeros((2, 4, 4, 7), np.float32))
+    with pytest.raises(ValueError, match=r"y.*\(2, 8, 8, 8\)"):
+        ops.conv2d_relu_max_pool_weight_grad(
+            x, kernel, np.zeros((2, 9, 8, 8), np.float32), np.zeros((2, 4, 4, 8), np.float32)
+        )
+
+
 def test_conv2d_streamed_output_matches_cached_stores(isa):
     """Outputs over 48 MB are written with non-temporal stores when 64-byte aligned: the same
     bits as ordinary stores into a buffer 16 bytes off the alignment, and right where sampled."""

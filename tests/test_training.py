@@ -257,6 +257,45 @@ def test_lecture_model_gradients_match_finite_differences(seed):
                 assert abs(g[idx] - num / eps) <= 1e-3 * abs(num / eps) + 1e-4 * scale, (i, idx)
 
 
+@pytest.mark.parametrize("first", ["conv", "rescaling"])
+def test_first_layer_weight_gradient_through_pooling_is_the_unfused_one(rng, monkeypatch, first):
+    """The first ReLU conv under a tiling max pooling takes its weight gradient straight from the
+    pooling's (the cats-vs-dogs model has a Rescaling in front); the result is the chain it
+    replaces, and a conv that needs its input gradient keeps that chain."""
+    from fastconv import ops
+    from fastconv.layers.convolutional import Conv2D
+
+    _random.set_random_seed(3)
+    stack = [Input((15, 14, 3))]
+    stack += [layers.Rescaling(1 / 255)] if first == "rescaling" else []
+    stack += [
+        layers.Conv2D(8, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(4, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(3, activation="softmax"),
+    ]
+    model = Sequential(stack)
+    model.compile("rmsprop", "sparse_categorical_crossentropy")
+    x = rng.random((5, 15, 14, 3)).astype(np.float32) * 255
+    targets = model._loss.prepare_targets(rng.integers(0, 3, 5), (5, 3))
+    calls = []
+    fused = ops.conv2d_relu_max_pool_weight_grad
+    monkeypatch.setattr(
+        ops, "conv2d_relu_max_pool_weight_grad", lambda *a, **k: calls.append(1) or fused(*a, **k)
+    )
+    model._compute_gradients(x, targets)
+    got = [g.copy() for _, g in model._trainable_weights_and_grads()]
+    assert len(calls) == 1  # the first conv only: the second needs its input gradient
+    monkeypatch.setattr(Conv2D, "takes_max_pool_grad", lambda self, pool: False)
+    model._compute_gradients(x, targets)
+    want = [g for _, g in model._trainable_weights_and_grads()]
+    assert len(calls) == 1
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * np.abs(w).max())
+
+
 # --------------------------------------------------------------------------- fit / evaluate
 def test_training_reduces_loss_on_separable_problem(rng):
     x, y = toy_data(rng)

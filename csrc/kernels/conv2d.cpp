@@ -7,6 +7,7 @@
 
 #include "core/dispatch.h"
 #include "kernels/gemm.h"
+#include "kernels/pool2d.h"
 #include "kernels/winograd.h"
 
 namespace fastconv {
@@ -443,78 +444,138 @@ void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const flo
 // channels), read in place: along a grid row, patch element (a, b, ch) of successive pixels lies
 // at a fixed step in the image, so the kernel takes one pointer per element and no patch is
 // copied. Pixels whose patch crosses the left or right padding are gathered one by one; rows in
-// the top or bottom padding read a zero buffer.
+// the top or bottom padding read a zero buffer. One thread's sums; rows are added in any order.
 //
-// With dbias, one more element reads a buffer of ones, so that the same pass sums dy over the
-// pixels: the bias gradient, without another read of dy. Returns whether dbias was written.
+// With the bias, one more element reads a buffer of ones, so that the same pass sums dy over
+// the pixels: the bias gradient, without another read of dy.
+class PatchGradient {
+ public:
+  PatchGradient(const KernelTable& kt, const Conv2dShape& s, const float* x, bool with_bias)
+      : kt_(kt), s_(s), x_(x), g_(forward_gather(s, x)) {
+    patch_ = s.kernel_h * s.kernel_w * s.in_c;
+    rows_ = patch_ + (with_bias ? 1 : 0);
+    step_ = s.stride_w * s.in_c;
+    // Interior pixels of a grid row: every kernel column inside the image.
+    ox_lo_ = (s.pad_left + s.stride_w - 1) / s.stride_w;
+    ox_hi_ = std::max<int64_t>(
+        ox_lo_, std::min<int64_t>(s.out_w, (s.in_w - 1 - (s.kernel_w - 1) * s.dilation_w +
+                                            s.pad_left + s.stride_w) /
+                                               s.stride_w));
+    // A constant buffer (zeros or ones) is read at k * step for k < out_w.
+    const int64_t constant_floats = s.out_w * step_ + patch_;
+    float* scratch = thread_scratch(Scratch::kPackA, static_cast<size_t>(3 * constant_floats));
+    zeros_ = scratch;
+    float* ones = scratch + constant_floats;
+    gathered_ = scratch + 2 * constant_floats;  // one border pixel's patch
+    std::fill(zeros_, zeros_ + constant_floats, 0.0f);
+    std::fill(ones, ones + constant_floats, 1.0f);
+    sums_ = thread_scratch(Scratch::kPackB, static_cast<size_t>(rows_ * s.out_c));
+    std::fill(sums_, sums_ + rows_ * s.out_c, 0.0f);
+    thread_local std::vector<const float*> elems_storage;
+    elems_storage.resize(static_cast<size_t>(rows_));
+    elems_ = elems_storage.data();  // plain pointers: see igemm_convolution
+    if (with_bias) elems_[patch_] = ones;
+  }
+
+  // Adds the pixels [x0, x1) of grid row (n, y), whose output gradients are the rows of dy_row.
+  void add_row(int64_t n, int64_t y, int64_t x0, int64_t x1, const float* dy_row) {
+    const Conv2dShape& s = s_;
+    const int64_t lo = std::max(x0, ox_lo_), hi = std::min(x1, ox_hi_);
+    if (lo < hi) {
+      for (int64_t a = 0, e = 0; a < s.kernel_h; ++a) {
+        const int64_t sy = y * s.stride_h - s.pad_top + a * s.dilation_h;
+        const bool inside = sy >= 0 && sy < s.in_h;
+        const float* row =
+            inside ? x_ + ((n * s.in_h + sy) * s.in_w + lo * s.stride_w - s.pad_left) * s.in_c
+                   : nullptr;
+        for (int64_t b = 0; b < s.kernel_w; ++b)
+          for (int64_t ch = 0; ch < s.in_c; ++ch, ++e)
+            elems_[e] = inside ? row + b * s.dilation_w * s.in_c + ch : zeros_;
+      }
+      accumulate(hi - lo, step_, dy_row + (lo - x0) * s.out_c);
+    }
+    for (int64_t ox = x0; ox < x1; ++ox) {
+      if (ox >= lo && ox < hi) continue;
+      g_.gather_patch({n, y, ox}, s.kernel_h, gathered_);
+      for (int64_t e = 0; e < patch_; ++e) elems_[e] = gathered_ + e;
+      accumulate(1, 0, dy_row + (ox - x0) * s.out_c);
+    }
+  }
+
+  // dkernel += the kernel sums; dbias = the bias sums (when constructed with the bias).
+  void finish(float* dkernel, float* dbias) const {
+    const int64_t out_c = s_.out_c;
+    for (int64_t e = 0; e < patch_ * out_c; ++e) dkernel[e] += sums_[e];
+    if (rows_ > patch_) std::copy(sums_ + patch_ * out_c, sums_ + rows_ * out_c, dbias);
+  }
+
+ private:
+  void accumulate(int64_t count, int64_t elem_step, const float* dy) {
+    const int max_rows = kt_.patch_gradient_max_rows, nr = kt_.rowgemm_nr;
+    const int64_t out_c = s_.out_c;
+    for (int64_t r0 = 0; r0 < rows_; r0 += max_rows)
+      for (int64_t co = 0; co < out_c; co += nr)
+        kt_.patch_gradient_rows(static_cast<int>(std::min<int64_t>(max_rows, rows_ - r0)), count,
+                                elems_ + r0, elem_step, dy + co, out_c, sums_ + r0 * out_c + co,
+                                out_c, static_cast<int>(std::min<int64_t>(nr, out_c - co)));
+  }
+
+  const KernelTable& kt_;
+  const Conv2dShape& s_;
+  const float* x_;
+  TapGather g_;
+  int64_t patch_, rows_, step_, ox_lo_, ox_hi_;
+  float *zeros_, *gathered_, *sums_;
+  const float** elems_;
+};
+
+// Pixels [begin, end) of the patch sums, a grid row segment at a time. Returns whether dbias was
+// written.
 bool weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const float* x,
                              const float* dy, int64_t begin, int64_t end, float* dkernel,
                              float* dbias) {
-  const int max_rows = kt.patch_gradient_max_rows, nr = kt.rowgemm_nr;
-  const int64_t patch = s.kernel_h * s.kernel_w * s.in_c, out_c = s.out_c;
-  const int64_t rows = patch + (dbias ? 1 : 0);
+  PatchGradient sums(kt, s, x, dbias != nullptr);
   const TapGather g = forward_gather(s, x);
-  const int64_t step = s.stride_w * s.in_c;
-  // Interior pixels of a grid row: every kernel column inside the image.
-  const int64_t ox_lo = (s.pad_left + s.stride_w - 1) / s.stride_w;
-  const int64_t ox_hi = std::max<int64_t>(
-      ox_lo, std::min<int64_t>(
-                 s.out_w, (s.in_w - 1 - (s.kernel_w - 1) * s.dilation_w + s.pad_left + s.stride_w) /
-                              s.stride_w));
-  // A constant buffer (zeros or ones) is read at k * step for k < out_w.
-  const int64_t constant_floats = s.out_w * step + patch;
-  float* scratch = thread_scratch(Scratch::kPackA, static_cast<size_t>(3 * constant_floats));
-  float* zeros = scratch;
-  float* ones = scratch + constant_floats;
-  float* gathered = scratch + 2 * constant_floats;  // one border pixel's patch
-  std::fill(zeros, zeros + constant_floats, 0.0f);
-  std::fill(ones, ones + constant_floats, 1.0f);
-  float* sums = thread_scratch(Scratch::kPackB, static_cast<size_t>(rows * out_c));
-  std::fill(sums, sums + rows * out_c, 0.0f);
-  thread_local std::vector<const float*> elems_storage;
-  elems_storage.resize(static_cast<size_t>(rows));
-  const float** elems = elems_storage.data();  // plain pointers: see igemm_convolution
-  auto accumulate = [&](int64_t count, int64_t elem_step, int64_t p) {
-    for (int64_t r0 = 0; r0 < rows; r0 += max_rows)
-      for (int64_t co = 0; co < out_c; co += nr)
-        kt.patch_gradient_rows(static_cast<int>(std::min<int64_t>(max_rows, rows - r0)), count,
-                               elems + r0, elem_step, dy + p * out_c + co, out_c,
-                               sums + r0 * out_c + co, out_c,
-                               static_cast<int>(std::min<int64_t>(nr, out_c - co)));
-  };
-  if (dbias) elems[patch] = ones;
   TapGather::Cursor c = g.cursor(begin);
   for (int64_t p = begin; p < end;) {
-    const int64_t seg_end = std::min<int64_t>(end, p + (s.out_w - c.x));
-    const int64_t lo = std::max(c.x, ox_lo), hi = std::min(c.x + (seg_end - p), ox_hi);
-    if (lo < hi) {
-      for (int64_t a = 0, e = 0; a < s.kernel_h; ++a) {
-        const int64_t sy = c.y * s.stride_h - s.pad_top + a * s.dilation_h;
-        const bool inside = sy >= 0 && sy < s.in_h;
-        for (int64_t b = 0; b < s.kernel_w; ++b)
-          for (int64_t ch = 0; ch < s.in_c; ++ch, ++e)
-            elems[e] = inside ? x +
-                                    ((c.n * s.in_h + sy) * s.in_w + lo * s.stride_w - s.pad_left +
-                                     b * s.dilation_w) *
-                                        s.in_c +
-                                    ch
-                              : zeros;
-      }
-      accumulate(hi - lo, step, p + (lo - c.x));
-    }
-    for (int64_t ox = c.x; ox < c.x + (seg_end - p); ++ox) {
-      if (ox >= lo && ox < hi) continue;
-      g.gather_patch({c.n, c.y, ox}, s.kernel_h, gathered);
-      for (int64_t e = 0; e < patch; ++e) elems[e] = gathered + e;
-      accumulate(1, 0, p + (ox - c.x));
-    }
-    c.x += seg_end - p - 1;  // to the segment's last pixel, then on to the next row
-    p = seg_end;
+    const int64_t len = std::min<int64_t>(end - p, s.out_w - c.x);
+    sums.add_row(c.n, c.y, c.x, c.x + len, dy + p * s.out_c);
+    c.x += len - 1;  // to the segment's last pixel, then on to the next row
+    p += len;
     g.advance(c);
   }
-  for (int64_t e = 0; e < patch * out_c; ++e) dkernel[e] += sums[e];
-  if (dbias) std::copy(sums + patch * out_c, sums + rows * out_c, dbias);
+  sums.finish(dkernel, dbias);
   return dbias != nullptr;
+}
+
+// Runs fill(tid, nt, dk, db) on each thread to sum its share into dk (zeroed here) and db (it
+// sets every element, when dbias is given), then adds the threads' partials into dkernel and
+// dbias once: no atomics, no two threads writing the same memory.
+template <class Fill>
+void sum_over_threads(int threads, int64_t kernel_size, int64_t out_c, float* dkernel, float* dbias,
+                      const Fill& fill) {
+  const int64_t partial_size = kernel_size + out_c;
+  std::vector<float*> partials(threads, nullptr);
+  parallel_region(threads, [&](int tid, int nt) {
+    float* partial = nt == 1 ? nullptr : thread_scratch(Scratch::kPartial, partial_size);
+    float* dk = nt == 1 ? dkernel : partial;
+    float* db = nt == 1 ? dbias : (dbias ? partial + kernel_size : nullptr);
+    std::memset(dk, 0, kernel_size * sizeof(float));
+    fill(tid, nt, dk, db);
+    if (nt == 1) return;
+    partials[tid] = partial;
+    team_barrier();
+    int64_t e0, e1;
+    static_share(dbias ? partial_size : kernel_size, tid, nt, e0, e1);
+    for (int64_t e = e0; e < e1; ++e) {
+      float sum = 0.0f;
+      for (int t = 0; t < nt; ++t) sum += partials[t][e];
+      if (e < kernel_size)
+        dkernel[e] = sum;
+      else
+        dbias[e - kernel_size] = sum;
+    }
+  });
 }
 
 }  // namespace
@@ -525,7 +586,6 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
   const int64_t pixels = s.batch * s.out_h * s.out_w;
   const int64_t out_c = s.out_c;
   const int64_t kernel_size = s.kernel_h * s.kernel_w * s.in_c * out_c;
-  const int64_t partial_size = kernel_size + out_c;
   const bool per_tap_rows = s.in_c % kt.rowgemm_mr == 0;
   const int threads = threads_for_work(2.0 * pixels * kernel_size);
   const int nr = kt.rowgemm_nr;
@@ -560,42 +620,68 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
     });
     return;
   }
-  // Each thread sums its own share of the pixels into a private partial, then the partials are
-  // added once: no atomics, no two threads writing the same memory.
-  std::vector<float*> partials(threads, nullptr);
-  parallel_region(threads, [&](int tid, int nt) {
-    int64_t begin, end;
-    static_share(pixels, tid, nt, begin, end);
-    float* partial = nt == 1 ? nullptr : thread_scratch(Scratch::kPartial, partial_size);
-    float* dk = nt == 1 ? dkernel : partial;
-    float* db = nt == 1 ? dbias : partial + kernel_size;
-    std::memset(dk, 0, kernel_size * sizeof(float));
-    bool bias_done = false;
-    if (per_tap_rows)
-      weight_gradient_rows(kt, s, x, dy, begin, end, 0, out_c, dk);
-    else
-      bias_done = weight_gradient_patches(kt, s, x, dy, begin, end, dk, db);
-    if (db && !bias_done) {
-      std::fill(db, db + out_c, 0.0f);
-      for (int64_t p = begin; p < end; ++p) {
-        const float* row = dy + p * out_c;
-        for (int64_t c = 0; c < out_c; ++c) db[c] += row[c];
-      }
-    }
-    if (nt == 1) return;
-    partials[tid] = partial;
-    team_barrier();
-    int64_t e0, e1;
-    static_share(dbias ? partial_size : kernel_size, tid, nt, e0, e1);
-    for (int64_t e = e0; e < e1; ++e) {
-      float sum = 0.0f;
-      for (int t = 0; t < nt; ++t) sum += partials[t][e];
-      if (e < kernel_size)
-        dkernel[e] = sum;
-      else
-        dbias[e - kernel_size] = sum;
-    }
-  });
+  sum_over_threads(threads, kernel_size, out_c, dkernel, dbias,
+                   [&](int tid, int nt, float* dk, float* db) {
+                     int64_t begin, end;
+                     static_share(pixels, tid, nt, begin, end);
+                     bool bias_done = false;
+                     if (per_tap_rows)
+                       weight_gradient_rows(kt, s, x, dy, begin, end, 0, out_c, dk);
+                     else
+                       bias_done = weight_gradient_patches(kt, s, x, dy, begin, end, dk, db);
+                     if (db && !bias_done) {
+                       std::fill(db, db + out_c, 0.0f);
+                       for (int64_t p = begin; p < end; ++p) {
+                         const float* row = dy + p * out_c;
+                         for (int64_t c = 0; c < out_c; ++c) db[c] += row[c];
+                       }
+                     }
+                   });
+}
+
+void conv2d_backward_weight_through_max_pool(const Conv2dShape& s, const Pool2dShape& p,
+                                             const float* x, const float* y, const float* pool_dy,
+                                             float* dkernel, float* dbias) {
+  const KernelTable& kt = active_kernels();
+  const int64_t C = s.out_c;
+  const int64_t kernel_size = s.kernel_h * s.kernel_w * s.in_c * C;
+  // A band is the conv output rows under one row of pooling windows; what the windows do not
+  // cover (the right columns and bottom rows that 'valid' pooling drops) gets no gradient.
+  const int64_t bands = p.batch * p.out_h, covered_w = p.out_w * p.pool_w;
+  const int64_t pixels = bands * p.pool_h * covered_w;
+  const int cells = static_cast<int>(p.pool_h * p.pool_w);
+  const int threads = threads_for_work(2.0 * pixels * kernel_size);
+  sum_over_threads(
+      threads, kernel_size, C, dkernel, dbias, [&](int tid, int nt, float* dk, float* db) {
+        PatchGradient sums(kt, s, x, db != nullptr);
+        float* band =
+            thread_scratch(Scratch::kColumns, static_cast<size_t>(p.pool_h * covered_w * C));
+        thread_local std::vector<const float*> cells_storage;
+        thread_local std::vector<float*> outs_storage;
+        cells_storage.resize(static_cast<size_t>(cells));
+        outs_storage.resize(static_cast<size_t>(cells));
+        const float** window = cells_storage.data();
+        float** outs = outs_storage.data();
+        int64_t b0, b1;
+        static_share(bands, tid, nt, b0, b1);
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t n = b / p.out_h, oy = b % p.out_h;
+          for (int64_t ox = 0; ox < p.out_w; ++ox) {
+            for (int64_t iy = 0, i = 0; iy < p.pool_h; ++iy)
+              for (int64_t ix = 0; ix < p.pool_w; ++ix, ++i) {
+                const int64_t col = ox * p.pool_w + ix;
+                window[i] = y + ((n * s.out_h + oy * p.pool_h + iy) * s.out_w + col) * C;
+                outs[i] = band + (iy * covered_w + col) * C;
+              }
+            kt.max_pool_backward_window(C, window, cells,
+                                        pool_dy + ((n * p.out_h + oy) * p.out_w + ox) * C, outs,
+                                        false, true);
+          }
+          for (int64_t iy = 0; iy < p.pool_h; ++iy)
+            sums.add_row(n, oy * p.pool_h + iy, 0, covered_w, band + iy * covered_w * C);
+        }
+        sums.finish(dk, db);
+      });
 }
 
 }  // namespace fastconv

@@ -4,6 +4,8 @@
 // into packed panels tile by tile, never into a full im2col buffer.
 #include <cstdint>
 
+#include "kernels/pool2d.h"
+
 namespace fastconv {
 
 struct Conv2dShape {
@@ -21,5 +23,12 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* k
 // dbias may be null.
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dkernel,
                             float* dbias);
+// The weight gradient of a ReLU convolution whose output y feeds a max pooling p that tiles it
+// (stride = pool size, no padding), from the pooling's output gradient: the convolution's own
+// output gradient is made a band of rows at a time, in cache, and never written out. For the
+// first layer of a model (no input gradient), whose outputs are the largest.
+void conv2d_backward_weight_through_max_pool(const Conv2dShape& s, const Pool2dShape& p,
+                                             const float* x, const float* y, const float* pool_dy,
+                                             float* dkernel, float* dbias);
 
 }  // namespace fastconv

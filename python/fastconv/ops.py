@@ -450,6 +450,43 @@ def max_pool2d_relu_grad(
     )
 
 
+def conv2d_relu_max_pool_weight_grad(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    y: ArrayLike,
+    pool_dy: ArrayLike,
+    *,
+    strides: IntPair = 1,
+    padding: str = "valid",
+    dilation_rate: IntPair = 1,
+    pool_size: IntPair = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel and bias gradients of ``max_pool2d(relu(conv2d(x, kernel) + bias), pool_size)``.
+
+    ``y`` is the ReLU's output and ``pool_dy`` the pooling's output gradient; the pooling windows
+    tile ``y`` (strides = pool_size, 'valid'). Equals the dkernel and dbias of ``conv2d_grad(x,
+    kernel, max_pool2d_relu_grad(y, pool_dy, pool_size))`` without making the convolution's
+    output gradient, the largest array of a first layer's backward pass: it is made a band of
+    rows at a time, in cache. Built for few input channels (an image's 1 to 4).
+    """
+    plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
+    out = _numeric(y, "y")
+    _expect_shape(out, "y", plan.out_shape, f"the conv2d output for x {plan.x.shape}")
+    pool = _PoolPlan(out, pool_size, None, "valid", "max_pool2d")
+    g = _numeric(pool_dy, "pool_dy")
+    _expect_shape(g, "pool_dy", pool.out_shape, f"the max_pool2d output for y {out.shape}")
+    dkernel = _empty(plan.kernel.shape, "conv2d dkernel")
+    dbias = _empty((plan.kernel.shape[3],), "conv2d dbias")
+    if plan.x.shape[0] == 0:
+        dkernel.fill(0.0)
+        dbias.fill(0.0)
+    else:
+        _core.conv2d_backward_weight_through_max_pool(
+            _f32(plan.x), _f32(out), _f32(g), dkernel, dbias, *plan.args(), pool.pool
+        )
+    return dkernel, dbias
+
+
 def avg_pool2d_grad(
     x: ArrayLike,
     dy: ArrayLike,

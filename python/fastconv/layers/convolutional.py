@@ -136,6 +136,37 @@ class Conv2D(Layer):
             self.grads["bias"] = db
         return dx if need_dx else None
 
+    def takes_max_pool_grad(self, pool) -> bool:
+        """Whether ``weight_grads_through_max_pool`` serves this layer followed by ``pool``: a
+        ReLU convolution of an image (1-4 channels) under non-overlapping, unpadded windows."""
+        from fastconv.layers.pooling import MaxPooling2D
+
+        x = getattr(self, "_x", None)
+        return (
+            self.activation == "relu"
+            and x is not None
+            and x.shape[-1] <= 4
+            and isinstance(pool, MaxPooling2D)
+            and tuple(pool.strides) == tuple(pool.pool_size)
+            and pool.padding == "valid"
+        )
+
+    def weight_grads_through_max_pool(self, pool, pool_dy) -> None:
+        """Kernel and bias gradients from the gradient of ``pool``'s output, when no input
+        gradient is needed (the first layer): the convolution's own output gradient is never
+        made (see ops.conv2d_relu_max_pool_weight_grad)."""
+        dk, db = ops.conv2d_relu_max_pool_weight_grad(
+            self._x,
+            self.kernel,
+            self._y,
+            pool_dy,
+            pool_size=_op_arg(pool.pool_size),
+            **self._op_kwargs(),
+        )
+        self.grads["kernel"] = dk
+        if self.use_bias:
+            self.grads["bias"] = db
+
     def get_config(self):
         cfg = super().get_config()
         cfg.update(

@@ -384,6 +384,18 @@ class Model(Layer):
             if preactivation:
                 dy = layer.backward_preactivation(dy, need_dx=need)
                 preactivation = False
+            elif (
+                i > 0
+                and not (need_dx or trainable_before[i - 1])
+                and getattr(chain[i - 1], "takes_max_pool_grad", lambda _: False)(layer)
+            ):
+                # The first layer's weight gradient straight from the pooling's: the largest
+                # gradient of the step is never made.
+                chain[i - 1].weight_grads_through_max_pool(layer, dy)
+                if on_layer_done is not None:
+                    on_layer_done(layer)
+                    on_layer_done(chain[i - 1])
+                return None
             elif need and i > 0 and _relu_folds_into(chain[i - 1], layer):
                 # A max pooling right after a ReLU-activated layer applies the ReLU mask itself
                 # (one pass over the large activation instead of two).

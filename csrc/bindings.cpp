@@ -47,6 +47,13 @@ void require_same_size(const py::array& a, const py::array& b, const char* an, c
   require(a.size() == b.size(), std::string(an) + " and " + bn + " must have the same size");
 }
 
+// The optional bias gradient of a layer with `filters` outputs: null when absent.
+float* writable_bias(std::optional<Array>& dbias, int64_t filters) {
+  if (!dbias) return nullptr;
+  require(dbias->ndim() == 1 && dbias->shape(0) == filters, "dbias must be (filters,)");
+  return writable(*dbias, "dbias");
+}
+
 Conv2dShape conv_shape(const Array& x, const Array& kernel, const Array& y, Pair strides,
                        Pair dilation, Pair pads) {
   require_rank(x, "x", 4);
@@ -137,11 +144,7 @@ PYBIND11_MODULE(_core, m) {
          Pair dilation, Pair pads) {
         const Conv2dShape s = conv_shape(x, dkernel, dy, strides, dilation, pads);
         float* dk = writable(dkernel, "dkernel");
-        float* db = nullptr;
-        if (dbias) {
-          require(dbias->ndim() == 1 && dbias->shape(0) == s.out_c, "dbias must be (filters,)");
-          db = writable(*dbias, "dbias");
-        }
+        float* db = writable_bias(dbias, s.out_c);
         py::gil_scoped_release release;
         fastconv::conv2d_backward_weight(s, x.data(), dy.data(), dk, db);
       },
@@ -158,11 +161,7 @@ PYBIND11_MODULE(_core, m) {
         require(p.out_h * p.pool_h <= p.in_h && p.out_w * p.pool_w <= p.in_w,
                 "pool_dy must be y's non-overlapping, unpadded max pooling");
         float* dk = writable(dkernel, "dkernel");
-        float* db = nullptr;
-        if (dbias) {
-          require(dbias->ndim() == 1 && dbias->shape(0) == s.out_c, "dbias must be (filters,)");
-          db = writable(*dbias, "dbias");
-        }
+        float* db = writable_bias(dbias, s.out_c);
         py::gil_scoped_release release;
         fastconv::conv2d_backward_weight_through_max_pool(s, p, x.data(), y.data(), pool_dy.data(),
                                                           dk, db);

@@ -132,6 +132,91 @@ TapGather transposed_gather(const Conv2dShape& s, const float* dy) {
           s.stride_h, s.stride_w, s.dilation_h, s.dilation_w, s.pad_top, s.pad_left, true};
 }
 
+// The patches of a grid row's pixels read in place, for layers with few input channels (an
+// image's 1 or 3): along a grid row, patch element (a, b, ch) of successive pixels lies at a
+// fixed step in the image, so a kernel can take one pointer per element and copy nothing.
+// Pixels whose patch crosses the left or right padding are gathered one by one; kernel rows in
+// the top or bottom padding read a zero buffer. Per thread (its scratch and pointer storage).
+class PatchRows {
+ public:
+  // extra: element slots after the patch's that the caller fills (ones() for a bias row).
+  PatchRows(const Conv2dShape& s, const float* x, int extra)
+      : s_(s), x_(x), g_(forward_gather(s, x)) {
+    patch_ = s.kernel_h * s.kernel_w * s.in_c;
+    step_ = s.stride_w * s.in_c;
+    // Interior pixels of a grid row: every kernel column inside the image.
+    ox_lo_ = (s.pad_left + s.stride_w - 1) / s.stride_w;
+    ox_hi_ = std::max<int64_t>(
+        ox_lo_, std::min<int64_t>(s.out_w, (s.in_w - 1 - (s.kernel_w - 1) * s.dilation_w +
+                                            s.pad_left + s.stride_w) /
+                                               s.stride_w));
+    // A constant buffer (zeros or ones) is read at k * step for k < out_w. Huge strides would
+    // make it huge: then every pixel is gathered.
+    runs_fit_ = s.out_w * step_ <= (int64_t{1} << 16);
+    const int64_t constant_floats = (runs_fit_ ? s.out_w * step_ : 0) + patch_;
+    float* scratch = thread_scratch(Scratch::kPackA, static_cast<size_t>(3 * constant_floats));
+    zeros_ = scratch;
+    ones_ = scratch + constant_floats;
+    gathered_ = scratch + 2 * constant_floats;  // one border pixel's patch
+    std::fill(zeros_, zeros_ + constant_floats, 0.0f);
+    std::fill(ones_, ones_ + constant_floats, 1.0f);
+    thread_local std::vector<const float*> elems_storage;
+    elems_storage.resize(static_cast<size_t>(patch_ + extra));
+    elems_ = elems_storage.data();  // plain pointers: see igemm_convolution
+  }
+
+  const float** elems() { return elems_; }
+  const float* ones() const { return ones_; }
+
+  // Calls fn(count, elems, step, first) for runs of the pixels [x0, x1) of grid row (n, y):
+  // elems[e] points at patch element e of pixel `first`, and that of pixel first + k lies
+  // k * step further.
+  template <class Fn>
+  void for_runs(int64_t n, int64_t y, int64_t x0, int64_t x1, const Fn& fn) {
+    const Conv2dShape& s = s_;
+    const int64_t lo = std::max(x0, ox_lo_), hi = runs_fit_ ? std::min(x1, ox_hi_) : lo;
+    if (lo < hi) {
+      for (int64_t a = 0, e = 0; a < s.kernel_h; ++a) {
+        const int64_t sy = y * s.stride_h - s.pad_top + a * s.dilation_h;
+        const bool inside = sy >= 0 && sy < s.in_h;
+        const float* row =
+            inside ? x_ + ((n * s.in_h + sy) * s.in_w + lo * s.stride_w - s.pad_left) * s.in_c
+                   : nullptr;
+        for (int64_t b = 0; b < s.kernel_w; ++b)
+          for (int64_t ch = 0; ch < s.in_c; ++ch, ++e)
+            elems_[e] = inside ? row + b * s.dilation_w * s.in_c + ch : zeros_;
+      }
+      fn(hi - lo, elems_, step_, lo);
+    }
+    // The border pixels, one by one: those left of the interior run, then those right of it.
+    auto border = [&](int64_t ox) {
+      g_.gather_patch({n, y, ox}, s.kernel_h, gathered_);
+      for (int64_t e = 0; e < patch_; ++e) elems_[e] = gathered_ + e;
+      fn(1, elems_, 0, ox);
+    };
+    const int64_t left_end = lo < hi ? lo : x1, right_begin = lo < hi ? hi : x1;
+    for (int64_t ox = x0; ox < left_end; ++ox) border(ox);
+    for (int64_t ox = right_begin; ox < x1; ++ox) border(ox);
+  }
+
+ private:
+  const Conv2dShape& s_;
+  const float* x_;
+  TapGather g_;
+  int64_t patch_, step_, ox_lo_, ox_hi_;
+  bool runs_fit_;
+  float *zeros_, *ones_, *gathered_;
+  const float** elems_;
+};
+
+// An output far larger than the caches (B.conv1's is 130 MB) is streamed to memory: its lines
+// are not read in first. Smaller outputs stay in cache for the layer that reads them next.
+bool streams_output(const float* out, int64_t pixels, int64_t N) {
+  constexpr int64_t kStreamBytes = int64_t{48} << 20;
+  return pixels * N * 4 >= kStreamBytes && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
+         N % 16 == 0;
+}
+
 // Indirect-GEMM convolution: out[pixels, N] = sum over taps of source rows times packed B. The
 // B panels (all of K) are packed once by the caller; each thread builds the row pointers of its
 // MR-pixel tiles and keeps each output tile in registers over the whole depth.
@@ -144,11 +229,7 @@ TapGather transposed_gather(const Conv2dShape& s, const float* dy) {
 void igemm_convolution(const KernelTable& kt, const TapGather& g, int64_t pixels, int64_t taps,
                        int64_t N, const float* packed_b, float* out, const float* bias, bool relu,
                        int threads) {
-  // An output far larger than the caches (B.conv1's is 130 MB) is streamed to memory: its lines
-  // are not read in first. Smaller outputs stay in cache for the layer that reads them next.
-  constexpr int64_t kStreamBytes = int64_t{48} << 20;
-  const bool stream =
-      pixels * N * 4 >= kStreamBytes && reinterpret_cast<uintptr_t>(out) % 64 == 0 && N % 16 == 0;
+  const bool stream = streams_output(out, pixels, N);
   const int mr = kt.igemm_mr, nr = kt.igemm_nr;
   const int64_t K = taps * g.channels;
   const int64_t tiles = (pixels + mr - 1) / mr;
@@ -274,6 +355,46 @@ float* pack_all_panels(const PackB& pack_b, int64_t K, int64_t N, int nr) {
   return packed;
 }
 
+// The forward pass of a layer with few input channels (an image's 1 or 3): a grid row at a time
+// over patches read in place (PatchRows), with the kernel's rows for NR filters in registers'
+// reach. The igemm would run only 9 or 27 depth steps per tile of pixels and rebuild its row
+// pointers for every tile (A.conv1 took 3x the FMA time that way).
+constexpr int64_t kSmallDepthChannels = 4;
+
+void small_depth_forward(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                         const float* kernel, const float* bias, float* y, bool relu) {
+  const int nr = kt.igemm_nr;
+  const int64_t rows = s.kernel_h * s.kernel_w * s.in_c, out_c = s.out_c;
+  const int64_t groups = (out_c + nr - 1) / nr;
+  float* packed = thread_scratch(Scratch::kPackB, static_cast<size_t>(groups * rows * nr));
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < nr; ++j) {
+        const int64_t co = g * nr + j;
+        packed[(g * rows + r) * nr + j] = co < out_c ? kernel[r * out_c + co] : 0.0f;
+      }
+  const int64_t pixels = s.batch * s.out_h * s.out_w;
+  const bool stream = streams_output(y, pixels, out_c);
+  parallel_region(threads_for_work(2.0 * pixels * rows * out_c), [&](int tid, int nt) {
+    PatchRows patches(s, x, 0);
+    int64_t begin, end;
+    static_share(s.batch * s.out_h, tid, nt, begin, end);
+    for (int64_t row = begin; row < end; ++row) {
+      float* out_row = y + row * s.out_w * out_c;
+      patches.for_runs(row / s.out_h, row % s.out_h, 0, s.out_w,
+                       [&](int64_t count, const float* const* elems, int64_t step, int64_t first) {
+                         for (int64_t g = 0; g < groups; ++g)
+                           kt.small_depth_row(
+                               count, static_cast<int>(rows), elems, step, packed + g * rows * nr,
+                               bias ? bias + g * nr : nullptr, relu,
+                               out_row + first * out_c + g * nr, out_c,
+                               static_cast<int>(std::min<int64_t>(nr, out_c - g * nr)), stream);
+                       });
+    }
+    if (stream) kt.store_fence();
+  });
+}
+
 }  // namespace
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* kernel, const float* bias,
@@ -281,6 +402,10 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* kernel, c
   const KernelTable& kt = active_kernels();
   if (winograd_enabled() && winograd_applies(s, false)) {
     winograd_conv2d_forward(kt, s, x, kernel, bias, y, relu);
+    return;
+  }
+  if (s.in_c <= kSmallDepthChannels) {
+    small_depth_forward(kt, s, x, kernel, bias, y, relu);
     return;
   }
   const int64_t pixels = s.batch * s.out_h * s.out_w;
@@ -441,65 +566,34 @@ void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const flo
 }
 
 // The same sum for channel counts the row-pointer kernel cannot tile (an image's 1 or 3
-// channels), read in place: along a grid row, patch element (a, b, ch) of successive pixels lies
-// at a fixed step in the image, so the kernel takes one pointer per element and no patch is
-// copied. Pixels whose patch crosses the left or right padding are gathered one by one; rows in
-// the top or bottom padding read a zero buffer. One thread's sums; rows are added in any order.
-//
-// With the bias, one more element reads a buffer of ones, so that the same pass sums dy over
-// the pixels: the bias gradient, without another read of dy.
+// channels), read in place (see PatchRows). With the bias, one more element reads a buffer of
+// ones, so that the same pass sums dy over the pixels: the bias gradient, without another read
+// of dy. One thread's sums; rows are added in any order.
 class PatchGradient {
  public:
   PatchGradient(const KernelTable& kt, const Conv2dShape& s, const float* x, bool with_bias)
-      : kt_(kt), s_(s), x_(x), g_(forward_gather(s, x)) {
+      : kt_(kt), s_(s), patches_(s, x, with_bias ? 1 : 0) {
     patch_ = s.kernel_h * s.kernel_w * s.in_c;
     rows_ = patch_ + (with_bias ? 1 : 0);
-    step_ = s.stride_w * s.in_c;
-    // Interior pixels of a grid row: every kernel column inside the image.
-    ox_lo_ = (s.pad_left + s.stride_w - 1) / s.stride_w;
-    ox_hi_ = std::max<int64_t>(
-        ox_lo_, std::min<int64_t>(s.out_w, (s.in_w - 1 - (s.kernel_w - 1) * s.dilation_w +
-                                            s.pad_left + s.stride_w) /
-                                               s.stride_w));
-    // A constant buffer (zeros or ones) is read at k * step for k < out_w.
-    const int64_t constant_floats = s.out_w * step_ + patch_;
-    float* scratch = thread_scratch(Scratch::kPackA, static_cast<size_t>(3 * constant_floats));
-    zeros_ = scratch;
-    float* ones = scratch + constant_floats;
-    gathered_ = scratch + 2 * constant_floats;  // one border pixel's patch
-    std::fill(zeros_, zeros_ + constant_floats, 0.0f);
-    std::fill(ones, ones + constant_floats, 1.0f);
     sums_ = thread_scratch(Scratch::kPackB, static_cast<size_t>(rows_ * s.out_c));
     std::fill(sums_, sums_ + rows_ * s.out_c, 0.0f);
-    thread_local std::vector<const float*> elems_storage;
-    elems_storage.resize(static_cast<size_t>(rows_));
-    elems_ = elems_storage.data();  // plain pointers: see igemm_convolution
-    if (with_bias) elems_[patch_] = ones;
+    if (with_bias) patches_.elems()[patch_] = patches_.ones();
   }
 
   // Adds the pixels [x0, x1) of grid row (n, y), whose output gradients are the rows of dy_row.
   void add_row(int64_t n, int64_t y, int64_t x0, int64_t x1, const float* dy_row) {
-    const Conv2dShape& s = s_;
-    const int64_t lo = std::max(x0, ox_lo_), hi = std::min(x1, ox_hi_);
-    if (lo < hi) {
-      for (int64_t a = 0, e = 0; a < s.kernel_h; ++a) {
-        const int64_t sy = y * s.stride_h - s.pad_top + a * s.dilation_h;
-        const bool inside = sy >= 0 && sy < s.in_h;
-        const float* row =
-            inside ? x_ + ((n * s.in_h + sy) * s.in_w + lo * s.stride_w - s.pad_left) * s.in_c
-                   : nullptr;
-        for (int64_t b = 0; b < s.kernel_w; ++b)
-          for (int64_t ch = 0; ch < s.in_c; ++ch, ++e)
-            elems_[e] = inside ? row + b * s.dilation_w * s.in_c + ch : zeros_;
-      }
-      accumulate(hi - lo, step_, dy_row + (lo - x0) * s.out_c);
-    }
-    for (int64_t ox = x0; ox < x1; ++ox) {
-      if (ox >= lo && ox < hi) continue;
-      g_.gather_patch({n, y, ox}, s.kernel_h, gathered_);
-      for (int64_t e = 0; e < patch_; ++e) elems_[e] = gathered_ + e;
-      accumulate(1, 0, dy_row + (ox - x0) * s.out_c);
-    }
+    const int max_rows = kt_.patch_gradient_max_rows, nr = kt_.rowgemm_nr;
+    const int64_t out_c = s_.out_c;
+    patches_.for_runs(
+        n, y, x0, x1, [&](int64_t count, const float* const* elems, int64_t step, int64_t first) {
+          const float* dy = dy_row + (first - x0) * out_c;
+          for (int64_t r0 = 0; r0 < rows_; r0 += max_rows)
+            for (int64_t co = 0; co < out_c; co += nr)
+              kt_.patch_gradient_rows(static_cast<int>(std::min<int64_t>(max_rows, rows_ - r0)),
+                                      count, elems + r0, step, dy + co, out_c,
+                                      sums_ + r0 * out_c + co, out_c,
+                                      static_cast<int>(std::min<int64_t>(nr, out_c - co)));
+        });
   }
 
   // dkernel += the kernel sums; dbias = the bias sums (when constructed with the bias).
@@ -510,23 +604,11 @@ class PatchGradient {
   }
 
  private:
-  void accumulate(int64_t count, int64_t elem_step, const float* dy) {
-    const int max_rows = kt_.patch_gradient_max_rows, nr = kt_.rowgemm_nr;
-    const int64_t out_c = s_.out_c;
-    for (int64_t r0 = 0; r0 < rows_; r0 += max_rows)
-      for (int64_t co = 0; co < out_c; co += nr)
-        kt_.patch_gradient_rows(static_cast<int>(std::min<int64_t>(max_rows, rows_ - r0)), count,
-                                elems_ + r0, elem_step, dy + co, out_c, sums_ + r0 * out_c + co,
-                                out_c, static_cast<int>(std::min<int64_t>(nr, out_c - co)));
-  }
-
   const KernelTable& kt_;
   const Conv2dShape& s_;
-  const float* x_;
-  TapGather g_;
-  int64_t patch_, rows_, step_, ox_lo_, ox_hi_;
-  float *zeros_, *gathered_, *sums_;
-  const float** elems_;
+  PatchRows patches_;
+  int64_t patch_, rows_;
+  float* sums_;
 };
 
 // Pixels [begin, end) of the patch sums, a grid row segment at a time. Returns whether dbias was

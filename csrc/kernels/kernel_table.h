@@ -38,6 +38,12 @@ struct KernelTable {
   int igemm_mr;
   int igemm_nr;
   IgemmMicrokernel igemm_microkernel;
+  // The forward pass of few-channel layers (images' 1 or 3) along a grid row, read in place:
+  // out[k * ldo + j] = bias[j] + sum over r < rows of elems[r][k * step] * w[r * igemm_nr + j],
+  // then ReLU, for count pixels and nr (up to igemm_nr) filters; bias may be null.
+  void (*small_depth_row)(int64_t count, int rows, const float* const* elems, int64_t step,
+                          const float* w, const float* bias, bool relu, float* out, int64_t ldo,
+                          int nr, bool stream);
   int rowgemm_mr;
   int rowgemm_nr;
   RowGemmMicrokernel rowgemm_microkernel;

@@ -11,6 +11,7 @@ namespace fastconv {
 namespace {
 
 constexpr int kIgemmMR = 6, kIgemmVecs = 2;
+constexpr int kSmallDepthPixels = 6;
 constexpr int kRowGemmMR = 4, kRowGemmVecs = 2;
 // 12 accumulators + 2 dy vectors + 1 broadcast of 16 registers
 constexpr int kPatchGradientRows = 6;

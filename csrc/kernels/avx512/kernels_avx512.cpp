@@ -11,6 +11,7 @@ namespace fastconv {
 namespace {
 
 constexpr int kIgemmMR = 8, kIgemmVecs = 2;
+constexpr int kSmallDepthPixels = 14;
 constexpr int kRowGemmMR = 8, kRowGemmVecs = 2;
 // 28 accumulators + 2 dy vectors + 1 broadcast of 32 registers
 constexpr int kPatchGradientRows = 14;

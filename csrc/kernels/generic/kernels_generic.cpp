@@ -9,6 +9,7 @@ namespace fastconv {
 namespace {
 
 constexpr int kIgemmMR = 4, kIgemmVecs = 4;
+constexpr int kSmallDepthPixels = 4;
 constexpr int kRowGemmMR = 4, kRowGemmVecs = 4;
 constexpr int kPatchGradientRows = 4;
 

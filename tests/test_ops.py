@@ -94,6 +94,10 @@ def _conv_cases():
         dict(n=2, h=8, w=8, cin=31, cout=16, k=(2, 2), strides=2, padding="valid", dilation=1),
         dict(n=1, h=13, w=12, cin=7, cout=129, k=(1, 1), strides=3, padding="same", dilation=1),
         dict(n=5, h=11, w=4, cin=1, cout=32, k=(5, 5), strides=(3, 1), padding="same", dilation=2),
+        # 4 channels (RGBA), the most the few-channel paths take; a row shorter than their blocks
+        dict(n=2, h=9, w=8, cin=4, cout=20, k=(3, 3), strides=1, padding="same", dilation=1),
+        dict(n=3, h=6, w=17, cin=4, cout=7, k=(1, 2), strides=1, padding="valid", dilation=1),
+        dict(n=2, h=5, w=3, cin=1, cout=40, k=(3, 3), strides=1, padding="same", dilation=(1, 2)),
     ]
     for c in extra:
         c.setdefault("bias", True)

@@ -44,6 +44,11 @@ struct KernelTable {
   void (*small_depth_row)(int64_t count, int rows, const float* const* elems, int64_t step,
                           const float* w, const float* bias, bool relu, float* out, int64_t ldo,
                           int nr, bool stream);
+  // The input gradient of a stride-1 layer with in_c (1 to 4) input channels for count pixels
+  // of an image row: dx[k * in_c + ci] = sum over t < taps and co < out_c of
+  // dy_taps[t][k * out_c + co] * w_taps[t][ci * out_c + co].
+  void (*small_depth_dx)(int in_c, int64_t count, int taps, const float* const* dy_taps,
+                         const float* const* w_taps, int64_t out_c, float* dx);
   int rowgemm_mr;
   int rowgemm_nr;
   RowGemmMicrokernel rowgemm_microkernel;

@@ -128,6 +128,44 @@ PYBIND11_MODULE(_core, m) {
       py::arg("relu"));
 
   m.def(
+      "conv2d_forward_max_pool",
+      [](const Array& x, const Array& kernel, std::optional<Array> bias, std::optional<Array> y,
+         Array& pooled, Pair out_hw, Pair strides, Pair dilation, Pair pads, Pair pool, bool relu) {
+        require_rank(x, "x", 4);
+        require_rank(kernel, "kernel", 4);
+        require_rank(pooled, "pooled", 4);
+        require(kernel.shape(2) == x.shape(3), "kernel in_channels must match x channels");
+        require(strides.first > 0 && strides.second > 0 && dilation.first > 0 &&
+                    dilation.second > 0 && pads.first >= 0 && pads.second >= 0,
+                "strides and dilation_rate must be positive, padding non-negative");
+        const Conv2dShape s{x.shape(0),      x.shape(1),    x.shape(2),      x.shape(3),
+                            out_hw.first,    out_hw.second, kernel.shape(3), kernel.shape(0),
+                            kernel.shape(1), strides.first, strides.second,  dilation.first,
+                            dilation.second, pads.first,    pads.second};
+        if (y)
+          require(y->ndim() == 4 && y->shape(0) == s.batch && y->shape(1) == s.out_h &&
+                      y->shape(2) == s.out_w && y->shape(3) == s.out_c,
+                  "y must be (batch, out_h, out_w, filters)");
+        if (bias)
+          require(bias->ndim() == 1 && bias->shape(0) == s.out_c, "bias must be (filters,)");
+        const Pool2dShape p{s.batch,         s.out_h,         s.out_w,    s.out_c,
+                            pooled.shape(1), pooled.shape(2), pool.first, pool.second,
+                            pool.first,      pool.second,     0,          0};
+        require(pool.first > 0 && pool.second > 0 && pooled.shape(0) == s.batch &&
+                    pooled.shape(3) == s.out_c && p.out_h * p.pool_h <= s.out_h &&
+                    p.out_w * p.pool_w <= s.out_w,
+                "pooled must be the non-overlapping, unpadded max pooling of the conv output");
+        float* conv_out = y ? writable(*y, "y") : nullptr;
+        float* out = writable(pooled, "pooled");
+        const float* b = bias ? bias->data() : nullptr;
+        py::gil_scoped_release release;
+        fastconv::conv2d_forward_max_pool(s, p, x.data(), kernel.data(), b, conv_out, out, relu);
+      },
+      py::arg("x").noconvert(), py::arg("kernel").noconvert(), py::arg("bias").noconvert(),
+      py::arg("y").noconvert(), py::arg("pooled").noconvert(), py::arg("out_hw"),
+      py::arg("strides"), py::arg("dilation"), py::arg("pads"), py::arg("pool"), py::arg("relu"));
+
+  m.def(
       "conv2d_backward_input",
       [](const Array& dy, const Array& kernel, Array& dx, Pair strides, Pair dilation, Pair pads) {
         const Conv2dShape s = conv_shape(dx, kernel, dy, strides, dilation, pads);

@@ -1271,20 +1271,20 @@ def test_max_pool2d_relu_grad_is_relu_grad_of_max_pool_grad(
     assert np.all(got[x == 0] == 0)
 
 
-@pytest.mark.parametrize(
-    "n, hw, cin, k, cout, conv_kw, pool",
-    [
-        (4, (28, 28), 1, (3, 3), 32, {}, 2),  # the lecture's first MNIST layer, smaller batch
-        (3, (13, 11), 3, (3, 3), 17, {}, 2),  # odd sizes: a row and a column under no window
-        (2, (12, 12), 3, (3, 3), 33, dict(padding="same"), 2),
-        (2, (15, 14), 2, (2, 3), 5, dict(strides=2, padding="same"), (3, 2)),
-        (1, (9, 10), 4, (5, 5), 16, dict(padding="same", dilation_rate=2), 3),
-        (2, (7, 9), 1, (1, 1), 3, dict(strides=(1, 2)), 1),
-    ],
-)
-def test_conv2d_relu_max_pool_weight_grad(isa, rng, n, hw, cin, k, cout, conv_kw, pool):
-    """The fused first-layer gradient against the float64 chain it replaces: ReLU mask, max
-    pooling's gradient (ties to the first maximal cell), then the convolution's weight gradient."""
+# A first layer (conv, then max pooling whose windows tile its output) fused both ways.
+FIRST_LAYER_POOL_CASES = [
+    (4, (28, 28), 1, (3, 3), 32, {}, 2),  # the lecture's first MNIST layer, smaller batch
+    (3, (13, 11), 3, (3, 3), 17, {}, 2),  # odd sizes: a row and a column under no window
+    (2, (12, 12), 3, (3, 3), 33, dict(padding="same"), 2),
+    (2, (15, 14), 2, (2, 3), 5, dict(strides=2, padding="same"), (3, 2)),
+    (1, (9, 10), 4, (5, 5), 16, dict(padding="same", dilation_rate=2), 3),
+    (2, (7, 9), 1, (1, 1), 3, dict(strides=(1, 2)), 1),
+    (2, (9, 9), 8, (3, 3), 12, {}, 2),  # 8 channels: the general paths
+]
+
+
+def _first_layer_data(rng, n, hw, cin, k, cout, conv_kw):
+    """x, kernel, bias and the reference's convolution arguments of a FIRST_LAYER_POOL_CASES row."""
     x = rng.standard_normal((n, *hw, cin)).astype(np.float32)
     kernel = rng.standard_normal((*k, cin, cout)).astype(np.float32)
     bias = rng.standard_normal(cout).astype(np.float32)
@@ -1293,6 +1293,14 @@ def test_conv2d_relu_max_pool_weight_grad(isa, rng, n, hw, cin, k, cout, conv_kw
         padding=conv_kw.get("padding", "valid"),
         dilation=conv_kw.get("dilation_rate", 1),
     )
+    return x, kernel, bias, rkw
+
+
+@pytest.mark.parametrize("n, hw, cin, k, cout, conv_kw, pool", FIRST_LAYER_POOL_CASES)
+def test_conv2d_relu_max_pool_weight_grad(isa, rng, n, hw, cin, k, cout, conv_kw, pool):
+    """The fused first-layer gradient against the float64 chain it replaces: ReLU mask, max
+    pooling's gradient (ties to the first maximal cell), then the convolution's weight gradient."""
+    x, kernel, bias, rkw = _first_layer_data(rng, n, hw, cin, k, cout, conv_kw)
     y = f32(ref.relu(ref.conv2d(x, kernel, bias, **rkw)))
     y[0, :2, :2, :] = 0.0  # a whole zero window passes nothing back through the ReLU
     y[-1, 2:4, 2:4, :3] = 1.5  # ties: the first maximal cell takes the gradient
@@ -1303,6 +1311,24 @@ def test_conv2d_relu_max_pool_weight_grad(isa, rng, n, hw, cin, k, cout, conv_kw
     dk, db = ops.conv2d_relu_max_pool_weight_grad(x, kernel, y, pool_dy, pool_size=pool, **conv_kw)
     check(dk, dk_ref, what="dkernel")
     check(db, db_ref, what="dbias")
+
+
+@pytest.mark.parametrize("n, hw, cin, k, cout, conv_kw, pool", FIRST_LAYER_POOL_CASES)
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_conv2d_max_pool(isa, rng, n, hw, cin, k, cout, conv_kw, pool, activation):
+    """The fused forward pass against the float64 convolution and pooling; without the kept
+    convolution output, the same pooled result."""
+    conv_kw = dict(conv_kw, activation=activation)
+    x, kernel, bias, rkw = _first_layer_data(rng, n, hw, cin, k, cout, conv_kw)
+    y_ref = ref.conv2d(x, kernel, bias, activation=activation, **rkw)
+    y, pooled = ops.conv2d_max_pool(x, kernel, bias, pool_size=pool, **conv_kw)
+    check(y, y_ref, what="conv output")
+    check(pooled, ref.max_pool2d(y_ref, pool), what="pooled")
+    alone, pooled_alone = ops.conv2d_max_pool(
+        x, kernel, bias, pool_size=pool, keep_conv_output=False, **conv_kw
+    )
+    assert alone is None
+    np.testing.assert_array_equal(pooled_alone, pooled)
 
 
 def test_conv2d_relu_max_pool_weight_grad_rejects_bad_shapes(rng):

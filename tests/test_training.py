@@ -296,6 +296,37 @@ def test_first_layer_weight_gradient_through_pooling_is_the_unfused_one(rng, mon
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * np.abs(w).max())
 
 
+def test_first_conv_and_pooling_forward_in_one_pass_is_the_two_passes(rng, monkeypatch):
+    """Model.forward runs an image's first conv and its max pooling as one op; predictions and
+    the activations kept for the backward pass equal the layer-by-layer ones."""
+    from fastconv.layers.convolutional import Conv2D
+
+    _random.set_random_seed(4)
+    model = Sequential(
+        [
+            Input((16, 15, 3)),
+            layers.Rescaling(1 / 255),
+            layers.Conv2D(8, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(4, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(2, activation="softmax"),
+        ]
+    )
+    x = rng.random((3, 16, 15, 3)).astype(np.float32) * 255
+    conv, pool = model.layers[1], model.layers[2]
+    fused = model.forward(x, training=True)
+    kept = conv._y.copy()
+    assert pool._x is conv._y
+    inference = model.forward(x, training=False)
+    monkeypatch.setattr(Conv2D, "takes_max_pool", lambda self, pool, x: False)
+    plain = model.forward(x, training=True)
+    np.testing.assert_array_equal(fused, plain)
+    np.testing.assert_array_equal(inference, plain)
+    np.testing.assert_array_equal(kept, conv._y)
+
+
 # --------------------------------------------------------------------------- fit / evaluate
 def test_training_reduces_loss_on_separable_problem(rng):
     x, y = toy_data(rng)

@@ -361,36 +361,61 @@ float* pack_all_panels(const PackB& pack_b, int64_t K, int64_t N, int nr) {
 // pointers for every tile (A.conv1 took 3x the FMA time that way).
 constexpr int64_t kSmallDepthChannels = 4;
 
+// The kernel packed for small_depth_row (NR filters per group, zero past out_c) and the rows of
+// one output row, shared by the plain forward pass and the one fused with max pooling.
+class SmallDepthConv {
+ public:
+  SmallDepthConv(const KernelTable& kt, const Conv2dShape& s, const float* kernel,
+                 const float* bias, bool relu)
+      : kt_(kt), s_(s), bias_(bias), relu_(relu) {
+    const int nr = kt.igemm_nr;
+    rows_ = s.kernel_h * s.kernel_w * s.in_c;
+    groups_ = (s.out_c + nr - 1) / nr;
+    packed_ = thread_scratch(Scratch::kPackB, static_cast<size_t>(groups_ * rows_ * nr));
+    for (int64_t g = 0; g < groups_; ++g)
+      for (int64_t r = 0; r < rows_; ++r)
+        for (int64_t j = 0; j < nr; ++j) {
+          const int64_t co = g * nr + j;
+          packed_[(g * rows_ + r) * nr + j] = co < s.out_c ? kernel[r * s.out_c + co] : 0.0f;
+        }
+  }
+
+  double flops() const { return 2.0 * s_.batch * s_.out_h * s_.out_w * rows_ * s_.out_c; }
+
+  // Output row (n, oy) into out_row (out_w x out_c), with the calling thread's patches.
+  void row(PatchRows& patches, int64_t n, int64_t oy, float* out_row, bool stream) const {
+    const int nr = kt_.igemm_nr;
+    const int64_t out_c = s_.out_c;
+    patches.for_runs(n, oy, 0, s_.out_w,
+                     [&](int64_t count, const float* const* elems, int64_t step, int64_t first) {
+                       for (int64_t g = 0; g < groups_; ++g)
+                         kt_.small_depth_row(
+                             count, static_cast<int>(rows_), elems, step, packed_ + g * rows_ * nr,
+                             bias_ ? bias_ + g * nr : nullptr, relu_,
+                             out_row + first * out_c + g * nr, out_c,
+                             static_cast<int>(std::min<int64_t>(nr, out_c - g * nr)), stream);
+                     });
+  }
+
+ private:
+  const KernelTable& kt_;
+  const Conv2dShape& s_;
+  const float* bias_;
+  bool relu_;
+  int64_t rows_, groups_;
+  float* packed_;
+};
+
 void small_depth_forward(const KernelTable& kt, const Conv2dShape& s, const float* x,
                          const float* kernel, const float* bias, float* y, bool relu) {
-  const int nr = kt.igemm_nr;
-  const int64_t rows = s.kernel_h * s.kernel_w * s.in_c, out_c = s.out_c;
-  const int64_t groups = (out_c + nr - 1) / nr;
-  float* packed = thread_scratch(Scratch::kPackB, static_cast<size_t>(groups * rows * nr));
-  for (int64_t g = 0; g < groups; ++g)
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t j = 0; j < nr; ++j) {
-        const int64_t co = g * nr + j;
-        packed[(g * rows + r) * nr + j] = co < out_c ? kernel[r * out_c + co] : 0.0f;
-      }
-  const int64_t pixels = s.batch * s.out_h * s.out_w;
-  const bool stream = streams_output(y, pixels, out_c);
-  parallel_region(threads_for_work(2.0 * pixels * rows * out_c), [&](int tid, int nt) {
+  const SmallDepthConv conv(kt, s, kernel, bias, relu);
+  const bool stream = streams_output(y, s.batch * s.out_h * s.out_w, s.out_c);
+  parallel_region(threads_for_work(conv.flops()), [&](int tid, int nt) {
     PatchRows patches(s, x, 0);
     int64_t begin, end;
     static_share(s.batch * s.out_h, tid, nt, begin, end);
-    for (int64_t row = begin; row < end; ++row) {
-      float* out_row = y + row * s.out_w * out_c;
-      patches.for_runs(row / s.out_h, row % s.out_h, 0, s.out_w,
-                       [&](int64_t count, const float* const* elems, int64_t step, int64_t first) {
-                         for (int64_t g = 0; g < groups; ++g)
-                           kt.small_depth_row(
-                               count, static_cast<int>(rows), elems, step, packed + g * rows * nr,
-                               bias ? bias + g * nr : nullptr, relu,
-                               out_row + first * out_c + g * nr, out_c,
-                               static_cast<int>(std::min<int64_t>(nr, out_c - g * nr)), stream);
-                       });
-    }
+    for (int64_t row = begin; row < end; ++row)
+      conv.row(patches, row / s.out_h, row % s.out_h, y + row * s.out_w * s.out_c, stream);
     if (stream) kt.store_fence();
   });
 }
@@ -828,6 +853,58 @@ void conv2d_backward_weight_through_max_pool(const Conv2dShape& s, const Pool2dS
         }
         sums.finish(dk, db);
       });
+}
+
+void conv2d_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const float* x,
+                             const float* kernel, const float* bias, float* y, float* pooled,
+                             bool relu) {
+  const KernelTable& kt = active_kernels();
+  if (s.in_c > kSmallDepthChannels) {  // no fused path: the two passes
+    std::vector<float> own;
+    if (!y) {
+      own.resize(static_cast<size_t>(s.batch * s.out_h * s.out_w * s.out_c));
+      y = own.data();
+    }
+    conv2d_forward(s, x, kernel, bias, y, relu);
+    max_pool2d_forward(p, y, pooled);
+    return;
+  }
+  const SmallDepthConv conv(kt, s, kernel, bias, relu);
+  const int64_t C = s.out_c, row_floats = s.out_w * C;
+  const int cells = static_cast<int>(p.pool_h * p.pool_w);
+  // A band: the pool_h conv rows under one row of windows, pooled while in cache. The rows that
+  // no window covers are still made when y is kept.
+  const int64_t bands = p.batch * p.out_h, spare_rows = s.out_h - p.out_h * p.pool_h;
+  const int64_t units = bands + (y ? p.batch * spare_rows : 0);
+  parallel_region(threads_for_work(conv.flops()), [&](int tid, int nt) {
+    PatchRows patches(s, x, 0);
+    float* own_band =
+        y ? nullptr : thread_scratch(Scratch::kColumns, static_cast<size_t>(p.pool_h * row_floats));
+    thread_local std::vector<const float*> cells_storage;
+    cells_storage.resize(static_cast<size_t>(cells));
+    const float** window = cells_storage.data();  // plain pointers: see igemm_convolution
+    int64_t begin, end;
+    static_share(units, tid, nt, begin, end);
+    for (int64_t u = begin; u < end; ++u) {
+      if (u >= bands) {  // a spare row of image n
+        const int64_t n = (u - bands) / spare_rows,
+                      oy = p.out_h * p.pool_h + (u - bands) % spare_rows;
+        conv.row(patches, n, oy, y + (n * s.out_h + oy) * row_floats, false);
+        continue;
+      }
+      const int64_t n = u / p.out_h, py = u % p.out_h;
+      float* band = y ? y + (n * s.out_h + py * p.pool_h) * row_floats : own_band;
+      for (int64_t iy = 0; iy < p.pool_h; ++iy)
+        conv.row(patches, n, py * p.pool_h + iy, band + iy * row_floats, false);
+      for (int64_t px = 0; px < p.out_w; ++px) {
+        for (int64_t iy = 0, i = 0; iy < p.pool_h; ++iy)
+          for (int64_t ix = 0; ix < p.pool_w; ++ix, ++i)
+            window[i] = band + iy * row_floats + (px * p.pool_w + ix) * C;
+        kt.max_pool_forward_window(C, window, cells,
+                                   pooled + ((n * p.out_h + py) * p.out_w + px) * C);
+      }
+    }
+  });
 }
 
 }  // namespace fastconv

@@ -23,6 +23,12 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* k
 // dbias may be null.
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dkernel,
                             float* dbias);
+// The forward pass followed by a max pooling p that tiles its output (stride = pool size, no
+// padding): each band of conv rows under a row of windows is pooled while in cache. y (the conv
+// output, may be null when not needed) and pooled are written.
+void conv2d_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const float* x,
+                             const float* kernel, const float* bias, float* y, float* pooled,
+                             bool relu);
 // The weight gradient of a ReLU convolution whose output y feeds a max pooling p that tiles it
 // (stride = pool size, no padding), from the pooling's output gradient: the convolution's own
 // output gradient is made a band of rows at a time, in cache, and never written out. For the

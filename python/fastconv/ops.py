@@ -266,6 +266,14 @@ class _ConvPlan:
     def args(self):
         return self.strides, self.dilation, self.pads
 
+    def checked_bias(self, bias):
+        """The bias as float32 (filters,), or None."""
+        if bias is None:
+            return None
+        b = _numeric(bias, "bias")
+        _expect_shape(b, "bias", (self.kernel.shape[3],), f"filters of kernel {self.kernel.shape}")
+        return _f32(b)
+
 
 def conv2d(
     x: ArrayLike,
@@ -280,15 +288,53 @@ def conv2d(
     """2-D convolution of NHWC ``x`` with a (kh, kw, in, out) kernel, optional bias, fused ReLU."""
     plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
     relu_fused = _activation(activation)
-    b = None
-    if bias is not None:
-        b = _numeric(bias, "bias")
-        _expect_shape(b, "bias", (plan.kernel.shape[3],), f"filters of kernel {plan.kernel.shape}")
-        b = _f32(b)
+    b = plan.checked_bias(bias)
     y = _empty(plan.out_shape, "conv2d output")
     if y.size:
         _core.conv2d_forward(_f32(plan.x), _f32(plan.kernel), b, y, *plan.args(), relu_fused)
     return y
+
+
+def conv2d_max_pool(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    *,
+    strides: IntPair = 1,
+    padding: str = "valid",
+    dilation_rate: IntPair = 1,
+    activation: str | None = None,
+    pool_size: IntPair = 2,
+    keep_conv_output: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(y, max_pool2d(y, pool_size))`` for ``y = conv2d(x, kernel, bias, ...)``, in one pass.
+
+    The pooling windows tile y (strides = pool_size, 'valid'). Each band of y's rows under a row
+    of windows is pooled while in cache, instead of y being read again from memory: for layers
+    with few input channels (an image's 1 to 4), whose output is the largest of a model; others
+    take the two passes. With ``keep_conv_output=False`` (inference) y is not kept: None.
+    """
+    plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
+    relu_fused = _activation(activation)
+    b = plan.checked_bias(bias)
+    pool = _PoolPlan(
+        np.empty((0, *plan.out_shape[1:]), np.float32), pool_size, None, "valid", "max_pool2d"
+    )
+    pooled = _empty((plan.out_shape[0], *pool.out_shape[1:]), "max_pool2d output")
+    y = _empty(plan.out_shape, "conv2d output") if keep_conv_output else None
+    if pooled.size or (y is not None and y.size):
+        _core.conv2d_forward_max_pool(
+            _f32(plan.x),
+            _f32(plan.kernel),
+            b,
+            y,
+            pooled,
+            plan.out_shape[1:3],
+            *plan.args(),
+            pool.pool,
+            relu_fused,
+        )
+    return y, pooled
 
 
 def conv2d_grad(

@@ -136,20 +136,42 @@ class Conv2D(Layer):
             self.grads["bias"] = db
         return dx if need_dx else None
 
-    def takes_max_pool_grad(self, pool) -> bool:
-        """Whether ``weight_grads_through_max_pool`` serves this layer followed by ``pool``: a
-        ReLU convolution of an image (1-4 channels) under non-overlapping, unpadded windows."""
+    def takes_max_pool(self, pool, x) -> bool:
+        """Whether ``forward_through_max_pool`` serves this layer on ``x`` followed by ``pool``:
+        a linear or ReLU convolution of an image (1-4 channels) under non-overlapping, unpadded
+        max pooling windows, where the two passes would read the largest activation twice."""
         from fastconv.layers.pooling import MaxPooling2D
 
-        x = getattr(self, "_x", None)
         return (
-            self.activation == "relu"
-            and x is not None
+            self.activation in ("linear", "relu")
+            and getattr(x, "ndim", 0) == 4
             and x.shape[-1] <= 4
             and isinstance(pool, MaxPooling2D)
             and tuple(pool.strides) == tuple(pool.pool_size)
             and pool.padding == "valid"
         )
+
+    def forward_through_max_pool(self, pool, x, training=False):
+        """This layer's forward pass and ``pool``'s in one (see ops.conv2d_max_pool); the
+        convolution's output is kept for the backward pass only when training."""
+        fused = "relu" if self.activation == "relu" else None
+        y, pooled = ops.conv2d_max_pool(
+            x,
+            self.kernel,
+            self.bias,
+            activation=fused,
+            pool_size=_op_arg(pool.pool_size),
+            keep_conv_output=bool(training),
+            **self._op_kwargs(),
+        )
+        self._x, self._y, self.preactivation = x, y, None
+        pool._x = y
+        return pooled
+
+    def takes_max_pool_grad(self, pool) -> bool:
+        """Whether ``weight_grads_through_max_pool`` serves this layer followed by ``pool``."""
+        x = getattr(self, "_x", None)
+        return self.activation == "relu" and x is not None and self.takes_max_pool(pool, x)
 
     def weight_grads_through_max_pool(self, pool, pool_dy) -> None:
         """Kernel and bias gradients from the gradient of ``pool``'s output, when no input

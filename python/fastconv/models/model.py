@@ -192,6 +192,10 @@ class _Progress:
 
 
 # --------------------------------------------------------------------------- the model
+def _never(*_args) -> bool:
+    return False
+
+
 def _relu_folds_into(producer, layer) -> bool:
     """Whether ``layer``'s backward can also apply ``producer``'s ReLU mask."""
     # Every layer with an `activation` implements backward_preactivation.
@@ -364,8 +368,17 @@ class Model(Layer):
         return (input_shape[0],) + tuple(self.outputs[0].shape[1:])
 
     def forward(self, x, training=False):
-        for layer in self._chain():
-            x = layer.forward(x, training=training)
+        chain = self._chain()
+        i = 0
+        while i < len(chain):
+            layer = chain[i]
+            if i + 1 < len(chain) and getattr(layer, "takes_max_pool", _never)(chain[i + 1], x):
+                # An image's first convolution and its pooling in one pass over the activation.
+                x = layer.forward_through_max_pool(chain[i + 1], x, training=training)
+                i += 2
+            else:
+                x = layer.forward(x, training=training)
+                i += 1
         return x
 
     def _backward(self, dy, need_dx, from_preactivation, on_layer_done=None):

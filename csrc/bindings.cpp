@@ -47,6 +47,14 @@ void require_same_size(const py::array& a, const py::array& b, const char* an, c
   require(a.size() == b.size(), std::string(an) + " and " + bn + " must have the same size");
 }
 
+// Whether pooling windows (stride = pool size, no padding) tile its input: each input cell under
+// at most one window. Divisions, not products, so that no size can wrap around.
+bool tiles(const Pool2dShape& p) {
+  return p.pool_h > 0 && p.pool_w > 0 && p.pool_h <= p.in_h && p.pool_w <= p.in_w &&
+         p.pool_h * p.pool_w <= (int64_t{1} << 20) && p.out_h <= p.in_h / p.pool_h &&
+         p.out_w <= p.in_w / p.pool_w;
+}
+
 // The optional bias gradient of a layer with `filters` outputs: null when absent.
 float* writable_bias(std::optional<Array>& dbias, int64_t filters) {
   if (!dbias) return nullptr;
@@ -151,9 +159,7 @@ PYBIND11_MODULE(_core, m) {
         const Pool2dShape p{s.batch,         s.out_h,         s.out_w,    s.out_c,
                             pooled.shape(1), pooled.shape(2), pool.first, pool.second,
                             pool.first,      pool.second,     0,          0};
-        require(pool.first > 0 && pool.second > 0 && pooled.shape(0) == s.batch &&
-                    pooled.shape(3) == s.out_c && p.out_h * p.pool_h <= s.out_h &&
-                    p.out_w * p.pool_w <= s.out_w,
+        require(pooled.shape(0) == s.batch && pooled.shape(3) == s.out_c && tiles(p),
                 "pooled must be the non-overlapping, unpadded max pooling of the conv output");
         float* conv_out = y ? writable(*y, "y") : nullptr;
         float* out = writable(pooled, "pooled");
@@ -195,9 +201,7 @@ PYBIND11_MODULE(_core, m) {
          std::optional<Array> dbias, Pair strides, Pair dilation, Pair pads, Pair pool) {
         const Conv2dShape s = conv_shape(x, dkernel, y, strides, dilation, pads);
         const Pool2dShape p = pool_shape(y, pool_dy, pool, pool, {0, 0});
-        // The fused path needs windows that tile y: each output cell is under at most one.
-        require(p.out_h * p.pool_h <= p.in_h && p.out_w * p.pool_w <= p.in_w,
-                "pool_dy must be y's non-overlapping, unpadded max pooling");
+        require(tiles(p), "pool_dy must be y's non-overlapping, unpadded max pooling");
         float* dk = writable(dkernel, "dkernel");
         float* db = writable_bias(dbias, s.out_c);
         py::gil_scoped_release release;

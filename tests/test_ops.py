@@ -1331,6 +1331,40 @@ def test_conv2d_max_pool(isa, rng, n, hw, cin, k, cout, conv_kw, pool, activatio
     np.testing.assert_array_equal(pooled_alone, pooled)
 
 
+def test_first_layer_fused_ops_without_bias_and_with_nan(rng):
+    """No bias; NaN in the conv output wins its window in the fused backward as in the two
+    passes (fastconv's max pooling lets NaN win, unlike the reference's)."""
+    x = rng.standard_normal((2, 10, 9, 3)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 3, 8)).astype(np.float32)
+    y, pooled = ops.conv2d_max_pool(x, kernel, activation="relu")
+    np.testing.assert_array_equal(y, ops.conv2d(x, kernel, activation="relu"))
+    np.testing.assert_array_equal(pooled, ops.max_pool2d(y))
+    y[0, 1, 1, 2] = np.nan
+    pool_dy = rng.standard_normal(pooled.shape).astype(np.float32)
+    dk, db = ops.conv2d_relu_max_pool_weight_grad(x, kernel, y, pool_dy)
+    _, dk2, db2 = ops.conv2d_grad(x, kernel, ops.max_pool2d_relu_grad(y, pool_dy), need_dx=False)
+    np.testing.assert_allclose(dk, dk2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(db, db2, rtol=1e-5, atol=1e-5)
+
+
+def test_first_layer_fused_core_calls_refuse_pools_that_do_not_tile():
+    """The bindings check what ops validates, without products that could wrap around."""
+    x = np.zeros((1, 10, 10, 1), np.float32)
+    kernel = np.zeros((3, 3, 1, 4), np.float32)
+    y = np.zeros((1, 8, 8, 4), np.float32)
+    pooled = np.zeros((1, 4, 4, 4), np.float32)
+    dk, db = np.zeros((3, 3, 1, 4), np.float32), np.zeros(4, np.float32)
+    huge = (2**62, 1)
+    with pytest.raises(ValueError, match="tile|non-overlapping"):
+        _core.conv2d_forward_max_pool(
+            x, kernel, None, y, pooled, (8, 8), (1, 1), (1, 1), (0, 0), huge, True
+        )
+    with pytest.raises(ValueError, match="tile|non-overlapping"):
+        _core.conv2d_backward_weight_through_max_pool(
+            x, y, pooled, dk, db, (1, 1), (1, 1), (0, 0), huge
+        )
+
+
 def test_conv2d_relu_max_pool_weight_grad_rejects_bad_shapes(rng):
     x = rng.standard_normal((2, 10, 10, 3)).astype(np.float32)
     kernel = rng.standard_normal((3, 3, 3, 8)).astype(np.float32)
@@ -1343,13 +1377,21 @@ def test_conv2d_relu_max_pool_weight_grad_rejects_bad_shapes(rng):
         )
 
 
-def test_conv2d_streamed_output_matches_cached_stores(isa):
+@pytest.mark.parametrize(
+    "in_c, filters, width",
+    [
+        (3, 32, 402),
+        (3, 48, 270),
+        (8, 32, 402),
+    ],  # the few-channel path (one group partial) and igemm
+)
+def test_conv2d_streamed_output_matches_cached_stores(isa, in_c, filters, width):
     """Outputs over 48 MB are written with non-temporal stores when 64-byte aligned: the same
     bits as ordinary stores into a buffer 16 bytes off the alignment, and right where sampled."""
     r = np.random.default_rng(31)
-    x = r.standard_normal((1, 1026, 402, 3), dtype=np.float32)
-    kernel = r.standard_normal((3, 3, 3, 32), dtype=np.float32)
-    bias = r.standard_normal(32, dtype=np.float32)
+    x = r.standard_normal((1, 1026, width, in_c), dtype=np.float32)
+    kernel = r.standard_normal((3, 3, in_c, filters), dtype=np.float32)
+    bias = r.standard_normal(filters, dtype=np.float32)
     plan = ops._ConvPlan(x, kernel, 1, "valid", 1)
     size = int(np.prod(plan.out_shape))
     assert size * 4 >= 48 << 20
@@ -1364,7 +1406,7 @@ def test_conv2d_streamed_output_matches_cached_stores(isa):
     for y in (aligned, shifted):
         _core.conv2d_forward(x, kernel, bias, y, *plan.args(), True)
     np.testing.assert_array_equal(aligned, shifted)
-    for oy, ox in ((0, 0), (511, 200), (1023, 399)):
+    for oy, ox in ((0, 0), (511, 200), (1023, width - 3)):
         patch = x[:, oy : oy + 3, ox : ox + 3, :]
         expected = np.maximum(ref.conv2d(patch, kernel, bias)[0, 0, 0], 0.0)
         check(aligned[0, oy, ox], expected, what=f"streamed conv2d at ({oy}, {ox})")

@@ -169,6 +169,17 @@ def test_model_uses_fused_loss_for_softmax_output():
     np.testing.assert_allclose(unfused, -np.log(1e-7), rtol=1e-5)
 
 
+@pytest.fixture
+def eager_threads():
+    """Every kernel splits its work across all threads (small shapes otherwise run on one)."""
+    from fastconv import _core
+
+    previous = _core._get_min_thread_nanos()
+    _core._set_min_thread_nanos(0.0)
+    yield
+    _core._set_min_thread_nanos(previous)
+
+
 # --------------------------------------------------------------------------- gradients
 def _ref_forward(ws, x, labels, pattern=None):
     """float64 NumPy forward of the lecture model + mean sparse crossentropy (independent).
@@ -258,7 +269,9 @@ def test_lecture_model_gradients_match_finite_differences(seed):
 
 
 @pytest.mark.parametrize("first", ["conv", "rescaling"])
-def test_first_layer_weight_gradient_through_pooling_is_the_unfused_one(rng, monkeypatch, first):
+def test_first_layer_weight_gradient_through_pooling_is_the_unfused_one(
+    rng, monkeypatch, eager_threads, first
+):
     """The first ReLU conv under a tiling max pooling takes its weight gradient straight from the
     pooling's (the cats-vs-dogs model has a Rescaling in front); the result is the chain it
     replaces, and a conv that needs its input gradient keeps that chain."""
@@ -296,9 +309,13 @@ def test_first_layer_weight_gradient_through_pooling_is_the_unfused_one(rng, mon
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * np.abs(w).max())
 
 
-def test_first_conv_and_pooling_forward_in_one_pass_is_the_two_passes(rng, monkeypatch):
+@pytest.mark.parametrize("activation, use_bias", [("relu", True), ("linear", False)])
+def test_first_conv_and_pooling_forward_in_one_pass_is_the_two_passes(
+    rng, monkeypatch, eager_threads, activation, use_bias
+):
     """Model.forward runs an image's first conv and its max pooling as one op; predictions and
-    the activations kept for the backward pass equal the layer-by-layer ones."""
+    the activations kept for the backward pass equal the layer-by-layer ones, and so do the
+    gradients (a linear conv's backward goes through the pooling layer's own)."""
     from fastconv.layers.convolutional import Conv2D
 
     _random.set_random_seed(4)
@@ -306,7 +323,7 @@ def test_first_conv_and_pooling_forward_in_one_pass_is_the_two_passes(rng, monke
         [
             Input((16, 15, 3)),
             layers.Rescaling(1 / 255),
-            layers.Conv2D(8, 3, activation="relu"),
+            layers.Conv2D(8, 3, activation=activation, use_bias=use_bias),
             layers.MaxPooling2D(2),
             layers.Conv2D(4, 3, activation="relu"),
             layers.MaxPooling2D(2),
@@ -314,17 +331,29 @@ def test_first_conv_and_pooling_forward_in_one_pass_is_the_two_passes(rng, monke
             layers.Dense(2, activation="softmax"),
         ]
     )
+    model.compile("rmsprop", "sparse_categorical_crossentropy")
     x = rng.random((3, 16, 15, 3)).astype(np.float32) * 255
+    targets = model._loss.prepare_targets(rng.integers(0, 2, 3), (3, 2))
     conv, pool = model.layers[1], model.layers[2]
     fused = model.forward(x, training=True)
     kept = conv._y.copy()
     assert pool._x is conv._y
-    inference = model.forward(x, training=False)
+    inference = model.predict_on_batch(x)
+    assert conv._y is None and pool._x is None  # predict keeps no activation for backward
+    with pytest.raises(RuntimeError, match="forward"):
+        model.backward(np.ones_like(inference), need_dx=False)
+    model.forward(x, training=False)  # forward keeps them, training or not
+    model.backward(np.ones_like(inference), need_dx=False)
+    model._compute_gradients(x, targets)
+    fused_grads = [g.copy() for _, g in model._trainable_weights_and_grads()]
     monkeypatch.setattr(Conv2D, "takes_max_pool", lambda self, pool, x: False)
     plain = model.forward(x, training=True)
     np.testing.assert_array_equal(fused, plain)
     np.testing.assert_array_equal(inference, plain)
     np.testing.assert_array_equal(kept, conv._y)
+    model._compute_gradients(x, targets)
+    for g, w in zip(fused_grads, [g for _, g in model._trainable_weights_and_grads()]):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * np.abs(w).max())
 
 
 # --------------------------------------------------------------------------- fit / evaluate

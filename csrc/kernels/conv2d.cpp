@@ -133,28 +133,30 @@ TapGather transposed_gather(const Conv2dShape& s, const float* dy) {
 }
 
 // The patches of a grid row's pixels read in place, for layers with few input channels (an
-// image's 1 or 3): along a grid row, patch element (a, b, ch) of successive pixels lies at a
-// fixed step in the image, so a kernel can take one pointer per element and copy nothing.
-// Pixels whose patch crosses the left or right padding are gathered one by one; kernel rows in
-// the top or bottom padding read a zero buffer. Per thread (its scratch and pointer storage).
+// image's 1 to 4, or any count the row-pointer weight gradient cannot tile): along a grid row,
+// patch element (a, b, ch) of successive pixels lies at a fixed step in the image, so a kernel can
+// take one pointer per element and copy nothing. Pixels whose patch crosses the left or right
+// padding are gathered one by one; kernel rows in the top or bottom padding read a zero buffer. Per
+// thread (its scratch and pointer storage).
 class PatchRows {
  public:
   // extra: element slots after the patch's that the caller fills (ones() for a bias row).
   PatchRows(const Conv2dShape& s, const float* x, int extra)
       : s_(s), x_(x), g_(forward_gather(s, x)) {
     patch_ = s.kernel_h * s.kernel_w * s.in_c;
-    step_ = s.stride_w * s.in_c;
+    // With one output column there are no runs (and a stride may be near 2^63: no product).
+    step_ = s.out_w > 1 ? s.stride_w * s.in_c : 0;
     // Interior pixels of a grid row: every kernel column inside the image.
     ox_lo_ = (s.pad_left + s.stride_w - 1) / s.stride_w;
     ox_hi_ = std::max<int64_t>(
         ox_lo_, std::min<int64_t>(s.out_w, (s.in_w - 1 - (s.kernel_w - 1) * s.dilation_w +
                                             s.pad_left + s.stride_w) /
                                                s.stride_w));
-    // A constant buffer (zeros or ones) is read at k * step for k < out_w. Huge strides would
-    // make it huge: then every pixel is gathered.
-    runs_fit_ = s.out_w * step_ <= (int64_t{1} << 16);
-    const int64_t constant_floats = (runs_fit_ ? s.out_w * step_ : 0) + patch_;
-    float* scratch = thread_scratch(Scratch::kPackA, static_cast<size_t>(3 * constant_floats));
+    // A constant buffer (zeros or ones) is read at k * step for k < the longest run: within
+    // an image row's worth of floats.
+    const int64_t constant_floats = std::max<int64_t>(ox_hi_ - ox_lo_ - 1, 0) * step_ + 1;
+    float* scratch =
+        thread_scratch(Scratch::kPackA, static_cast<size_t>(2 * constant_floats + patch_));
     zeros_ = scratch;
     ones_ = scratch + constant_floats;
     gathered_ = scratch + 2 * constant_floats;  // one border pixel's patch
@@ -174,7 +176,7 @@ class PatchRows {
   template <class Fn>
   void for_runs(int64_t n, int64_t y, int64_t x0, int64_t x1, const Fn& fn) {
     const Conv2dShape& s = s_;
-    const int64_t lo = std::max(x0, ox_lo_), hi = runs_fit_ ? std::min(x1, ox_hi_) : lo;
+    const int64_t lo = std::max(x0, ox_lo_), hi = std::min(x1, ox_hi_);
     if (lo < hi) {
       for (int64_t a = 0, e = 0; a < s.kernel_h; ++a) {
         const int64_t sy = y * s.stride_h - s.pad_top + a * s.dilation_h;
@@ -204,7 +206,6 @@ class PatchRows {
   const float* x_;
   TapGather g_;
   int64_t patch_, step_, ox_lo_, ox_hi_;
-  bool runs_fit_;
   float *zeros_, *ones_, *gathered_;
   const float** elems_;
 };
@@ -355,7 +356,7 @@ float* pack_all_panels(const PackB& pack_b, int64_t K, int64_t N, int nr) {
   return packed;
 }
 
-// The forward pass of a layer with few input channels (an image's 1 or 3): a grid row at a time
+// The forward pass of a layer with 1 to 4 input channels (an image's): a grid row at a time
 // over patches read in place (PatchRows), with the kernel's rows for NR filters in registers'
 // reach. The igemm would run only 9 or 27 depth steps per tile of pixels and rebuild its row
 // pointers for every tile (A.conv1 took 3x the FMA time that way).
@@ -523,10 +524,11 @@ void backward_input_col2im(const KernelTable& kt, const Conv2dShape& s, const fl
 
 namespace {
 
-// The input gradient of a stride-1 layer with few input channels (an image's 1 or 3), an image
-// row at a time: each input pixel's taps read dy in place, the interior of a row as one run
-// whose dy pointers advance by a pixel per pixel, the border pixels one by one with the taps
-// that land inside dy. col2im would fill a GEMM panel 1/32 (or 3/32) full.
+// The input gradient of a stride-1 layer with 1 to 4 input channels and a small patch (a 3x3
+// kernel over one channel), an image row at a time: each input pixel's taps read dy in place, the
+// interior of a row as one run whose dy pointers advance by a pixel per pixel, the border pixels
+// one by one with the taps that land inside dy. col2im would fill its GEMM panels at most half
+// (A.conv1: 9 of 32 columns).
 void small_depth_backward_input(const KernelTable& kt, const Conv2dShape& s, const float* dy,
                                 const float* kernel, float* dx) {
   const int64_t taps = s.kernel_h * s.kernel_w, out_c = s.out_c, in_c = s.in_c;
@@ -654,9 +656,9 @@ void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const flo
   }
 }
 
-// The same sum for channel counts the row-pointer kernel cannot tile (an image's 1 or 3
-// channels), read in place (see PatchRows). With the bias, one more element reads a buffer of
-// ones, so that the same pass sums dy over the pixels: the bias gradient, without another read
+// The same sum for channel counts the row-pointer kernel cannot tile (not a multiple of its MR;
+// an image's 1 to 4), read in place (see PatchRows). With the bias, one more element reads a buffer
+// of ones, so that the same pass sums dy over the pixels: the bias gradient, without another read
 // of dy. One thread's sums; rows are added in any order.
 class PatchGradient {
  public:

@@ -38,7 +38,7 @@ struct KernelTable {
   int igemm_mr;
   int igemm_nr;
   IgemmMicrokernel igemm_microkernel;
-  // The forward pass of few-channel layers (images' 1 or 3) along a grid row, read in place:
+  // The forward pass of 1-4 channel layers (images') along a grid row, read in place:
   // out[k * ldo + j] = bias[j] + sum over r < rows of elems[r][k * step] * w[r * igemm_nr + j],
   // then ReLU, for count pixels and nr (up to igemm_nr) filters; bias may be null.
   void (*small_depth_row)(int64_t count, int rows, const float* const* elems, int64_t step,
@@ -52,7 +52,8 @@ struct KernelTable {
   int rowgemm_mr;
   int rowgemm_nr;
   RowGemmMicrokernel rowgemm_microkernel;
-  // The weight gradient of few-channel layers (images' 1 or 3) read in place from the image:
+  // The weight gradient of layers whose channels rowgemm cannot tile (images' 1 to 4), read in
+  // place from the image:
   // sums[i][j] += sum over count pixels k of elems[i][k * step] * dy[k * dy_step + j], for
   // `rows` (1 to patch_gradient_max_rows) patch elements and nr (up to rowgemm_nr) filters.
   int patch_gradient_max_rows;

@@ -23,6 +23,8 @@ ArrayLike = Union[np.ndarray, Sequence, float]
 __all__ = [
     "conv2d",
     "conv2d_grad",
+    "conv2d_max_pool",
+    "conv2d_relu_max_pool_weight_grad",
     "relu",
     "relu_grad",
     "max_pool2d",
@@ -295,6 +297,15 @@ def conv2d(
     return y
 
 
+def _tiling_pool(conv_out_shape, pool_size, what):
+    """(pool pair, pooled (h, w)) of max pooling windows that tile a conv output of that shape."""
+    pool = _pair(pool_size, "pool_size")
+    (oh, ow), _ = _geometry(
+        conv_out_shape[1:3], pool, pool, (1, 1), "valid", f"{what} (conv output {conv_out_shape})"
+    )
+    return pool, (oh, ow)
+
+
 def conv2d_max_pool(
     x: ArrayLike,
     kernel: ArrayLike,
@@ -317,10 +328,8 @@ def conv2d_max_pool(
     plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
     relu_fused = _activation(activation)
     b = plan.checked_bias(bias)
-    pool = _PoolPlan(
-        np.empty((0, *plan.out_shape[1:]), np.float32), pool_size, None, "valid", "max_pool2d"
-    )
-    pooled = _empty((plan.out_shape[0], *pool.out_shape[1:]), "max_pool2d output")
+    pool, (ph, pw) = _tiling_pool(plan.out_shape, pool_size, "conv2d_max_pool")
+    pooled = _empty((plan.out_shape[0], ph, pw, plan.out_shape[3]), "max_pool2d output")
     y = _empty(plan.out_shape, "conv2d output") if keep_conv_output else None
     if pooled.size or (y is not None and y.size):
         _core.conv2d_forward_max_pool(
@@ -331,7 +340,7 @@ def conv2d_max_pool(
             pooled,
             plan.out_shape[1:3],
             *plan.args(),
-            pool.pool,
+            pool,
             relu_fused,
         )
     return y, pooled
@@ -518,9 +527,14 @@ def conv2d_relu_max_pool_weight_grad(
     plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
     out = _numeric(y, "y")
     _expect_shape(out, "y", plan.out_shape, f"the conv2d output for x {plan.x.shape}")
-    pool = _PoolPlan(out, pool_size, None, "valid", "max_pool2d")
+    pool, (ph, pw) = _tiling_pool(out.shape, pool_size, "conv2d_relu_max_pool_weight_grad")
     g = _numeric(pool_dy, "pool_dy")
-    _expect_shape(g, "pool_dy", pool.out_shape, f"the max_pool2d output for y {out.shape}")
+    _expect_shape(
+        g,
+        "pool_dy",
+        (out.shape[0], ph, pw, out.shape[3]),
+        f"the max_pool2d output for y {out.shape}",
+    )
     dkernel = _empty(plan.kernel.shape, "conv2d dkernel")
     dbias = _empty((plan.kernel.shape[3],), "conv2d dbias")
     if plan.x.shape[0] == 0:
@@ -528,7 +542,7 @@ def conv2d_relu_max_pool_weight_grad(
         dbias.fill(0.0)
     else:
         _core.conv2d_backward_weight_through_max_pool(
-            _f32(plan.x), _f32(out), _f32(g), dkernel, dbias, *plan.args(), pool.pool
+            _f32(plan.x), _f32(out), _f32(g), dkernel, dbias, *plan.args(), pool
         )
     return dkernel, dbias
 

@@ -20,6 +20,15 @@ def _op_arg(t):
     return t[0] if t[0] == t[1] else t
 
 
+def _require_kept(activation, layer) -> None:
+    """predict and evaluate keep no activation that only the backward pass reads."""
+    if activation is None:
+        raise RuntimeError(
+            f"layer '{layer.name}': backward needs the activations of forward(x) (predict and "
+            "evaluate do not keep them); run forward first"
+        )
+
+
 @register_layer
 class Conv2D(Layer):
     """2-D convolution layer, Keras arguments and defaults (channels_last only)."""
@@ -121,6 +130,7 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy, need_dx=True):
+        _require_kept(self._y, self)
         if self.activation == "relu":
             dz = ops.relu_grad(self._y, dy)
         else:
@@ -151,9 +161,10 @@ class Conv2D(Layer):
             and pool.padding == "valid"
         )
 
-    def forward_through_max_pool(self, pool, x, training=False):
-        """This layer's forward pass and ``pool``'s in one (see ops.conv2d_max_pool); the
-        convolution's output is kept for the backward pass only when training."""
+    def forward_through_max_pool(self, pool, x, training=False, keep_output=True):
+        """This layer's forward pass and ``pool``'s in one (see ops.conv2d_max_pool). Without
+        ``keep_output`` (inference) the convolution's output, which only the backward passes
+        read, is not kept."""
         fused = "relu" if self.activation == "relu" else None
         y, pooled = ops.conv2d_max_pool(
             x,
@@ -161,7 +172,7 @@ class Conv2D(Layer):
             self.bias,
             activation=fused,
             pool_size=_op_arg(pool.pool_size),
-            keep_conv_output=bool(training),
+            keep_conv_output=bool(keep_output),
             **self._op_kwargs(),
         )
         self._x, self._y, self.preactivation = x, y, None
@@ -171,7 +182,12 @@ class Conv2D(Layer):
     def takes_max_pool_grad(self, pool) -> bool:
         """Whether ``weight_grads_through_max_pool`` serves this layer followed by ``pool``."""
         x = getattr(self, "_x", None)
-        return self.activation == "relu" and x is not None and self.takes_max_pool(pool, x)
+        return (
+            self.activation == "relu"
+            and x is not None
+            and getattr(self, "_y", None) is not None
+            and self.takes_max_pool(pool, x)
+        )
 
     def weight_grads_through_max_pool(self, pool, pool_dy) -> None:
         """Kernel and bias gradients from the gradient of ``pool``'s output, when no input

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import ops
 from .base import Layer, format_shape, normalize_padding, normalize_tuple, register_layer
-from .convolutional import _op_arg
+from .convolutional import _op_arg, _require_kept
 
 __all__ = ["MaxPooling2D", "AveragePooling2D", "MaxPool2D", "AvgPool2D"]
 
@@ -57,6 +57,7 @@ class _Pooling2D(Layer):
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
+        _require_kept(self._x, self)
         return type(self)._bwd(self._x, dy, **self._kw())
 
     def get_config(self):
@@ -80,6 +81,7 @@ class MaxPooling2D(_Pooling2D):
     def backward_through_relu(self, dy):
         """Gradient with respect to the pre-activation of the ReLU layer feeding this pooling
         (its output is this layer's input): the ReLU mask applied in the same pass."""
+        _require_kept(self._x, self)
         return ops.max_pool2d_relu_grad(self._x, dy, **self._kw())
 
 

@@ -368,13 +368,24 @@ class Model(Layer):
         return (input_shape[0],) + tuple(self.outputs[0].shape[1:])
 
     def forward(self, x, training=False):
+        return self._forward(x, training, keep_activations=True)
+
+    def _infer(self, x):
+        """forward(x, training=False) for predict and evaluate, which never run a backward pass:
+        activations that only the backward pass reads need not be kept."""
+        return self._forward(x, False, keep_activations=False)
+
+    def _forward(self, x, training, keep_activations):
         chain = self._chain()
         i = 0
         while i < len(chain):
             layer = chain[i]
             if i + 1 < len(chain) and getattr(layer, "takes_max_pool", _never)(chain[i + 1], x):
-                # An image's first convolution and its pooling in one pass over the activation.
-                x = layer.forward_through_max_pool(chain[i + 1], x, training=training)
+                # A few-channel convolution (an image's) and its pooling in one pass over the
+                # activation between them.
+                x = layer.forward_through_max_pool(
+                    chain[i + 1], x, training=training, keep_output=keep_activations
+                )
                 i += 2
             else:
                 x = layer.forward(x, training=training)
@@ -644,7 +655,7 @@ class Model(Layer):
     def _test_step(self, x, y):
         if not len(x):  # an empty data-parallel shard
             return
-        y_pred = self.forward(x, training=False)
+        y_pred = self._infer(x)
         if self._fused():
             per, _ = self._loss.compute_from_logits(y, self.preactivation)
         else:
@@ -892,7 +903,7 @@ class Model(Layer):
             if isinstance(data, _IterData):
                 xb, _ = self._prepare_batch(xb, None)
             cbs.on_predict_batch_begin(step)
-            yb = self.forward(xb, training=False)
+            yb = self._infer(xb)
             if out is not None:
                 out[pos : pos + len(yb)] = yb
                 pos += len(yb)
@@ -942,7 +953,7 @@ class Model(Layer):
 
     def predict_on_batch(self, x: Any) -> np.ndarray:
         x, _ = self._check_arrays(x, None, need_y=False)
-        return self.forward(np.ascontiguousarray(x, dtype=np.float32), training=False)
+        return self._infer(np.ascontiguousarray(x, dtype=np.float32))
 
     def _batch_result(self, return_dict):
         logs = self._logs()

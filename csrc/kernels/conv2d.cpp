@@ -482,39 +482,42 @@ void backward_input_col2im(const KernelTable& kt, const Conv2dShape& s, const fl
       for (int64_t col = 0; col < width; col += nr)
         kt.igemm_microkernel(1, s.out_c, rows, &tap0, packed + col * s.out_c, columns + col,
                              padded_width, valid, nr, nullptr, false, false);
-      // A full tile in one image row with every tap inside the image (all of a 'valid'
-      // convolution's tiles but those that wrap rows): the scatter needs no bounds checks, and
-      // its pixels' targets advance by a fixed step.
-      const int64_t sy0 = c.y * g.stride_h - g.pad_top, sx0 = c.x * g.stride_w - g.pad_left;
-      if (valid == mr && c.x + mr <= s.out_w && sy0 >= 0 &&
-          sy0 + (s.kernel_h - 1) * g.dilation_h < s.in_h && sx0 >= 0 &&
-          sx0 + (mr - 1) * g.stride_w + (s.kernel_w - 1) * g.dilation_w < s.in_w) {
-        float* base = dx + ((c.n * s.in_h + sy0) * s.in_w + sx0) * s.in_c;
-        for (int64_t a = 0; a < s.kernel_h; ++a)
-          for (int64_t b = 0; b < s.kernel_w; ++b) {
-            float* dst = base + (a * g.dilation_h * s.in_w + b * g.dilation_w) * s.in_c;
-            const float* src = columns + (a * s.kernel_w + b) * s.in_c;
-            for (int i = 0; i < mr; ++i)
-              for (int64_t ch = 0; ch < s.in_c; ++ch)
-                dst[i * g.stride_w * s.in_c + ch] += src[i * padded_width + ch];
-          }
-        for (int i = 0; i < mr; ++i) g.advance(c);
-        continue;
-      }
-      for (int i = 0; i < valid; ++i, g.advance(c)) {
-        const float* column = columns + i * padded_width;
-        float* image = dx + c.n * in_image;
-        for (int64_t a = 0; a < s.kernel_h; ++a) {
-          const int64_t sy = c.y * g.stride_h - g.pad_top + a * g.dilation_h;
-          if (sy < 0 || sy >= s.in_h) continue;
-          for (int64_t b = 0; b < s.kernel_w; ++b) {
-            const int64_t sx = c.x * g.stride_w - g.pad_left + b * g.dilation_w;
-            if (sx < 0 || sx >= s.in_w) continue;
-            float* dst = image + (sy * s.in_w + sx) * s.in_c;
-            const float* src = column + (a * s.kernel_w + b) * s.in_c;
-            for (int64_t ch = 0; ch < s.in_c; ++ch) dst[ch] += src[ch];
+      // The tile's pixels in segments, one per output row it touches (small images put several
+      // rows in a tile). A segment whose every tap is inside the image (all of a 'valid'
+      // convolution's) needs no bounds checks, and its pixels' targets advance by a fixed step.
+      for (int i0 = 0; i0 < valid;) {
+        const int len = static_cast<int>(std::min<int64_t>(valid - i0, s.out_w - c.x));
+        const float* seg_columns = columns + i0 * padded_width;
+        const int64_t sy0 = c.y * g.stride_h - g.pad_top, sx0 = c.x * g.stride_w - g.pad_left;
+        if (sy0 >= 0 && sy0 + (s.kernel_h - 1) * g.dilation_h < s.in_h && sx0 >= 0 &&
+            sx0 + (len - 1) * g.stride_w + (s.kernel_w - 1) * g.dilation_w < s.in_w) {
+          float* base = dx + ((c.n * s.in_h + sy0) * s.in_w + sx0) * s.in_c;
+          for (int64_t a = 0; a < s.kernel_h; ++a)
+            for (int64_t b = 0; b < s.kernel_w; ++b) {
+              kt.add_rows(len, s.in_c, seg_columns + (a * s.kernel_w + b) * s.in_c, padded_width,
+                          base + (a * g.dilation_h * s.in_w + b * g.dilation_w) * s.in_c,
+                          g.stride_w * s.in_c);
+            }
+          c.x += len - 1;  // to the segment's last pixel, then on to the next row
+          g.advance(c);
+          i0 += len;
+          continue;
+        }
+        for (int i = 0; i < len; ++i, g.advance(c)) {
+          const float* column = seg_columns + i * padded_width;
+          float* image = dx + c.n * in_image;
+          for (int64_t a = 0; a < s.kernel_h; ++a) {
+            const int64_t sy = c.y * g.stride_h - g.pad_top + a * g.dilation_h;
+            if (sy < 0 || sy >= s.in_h) continue;
+            for (int64_t b = 0; b < s.kernel_w; ++b) {
+              const int64_t sx = c.x * g.stride_w - g.pad_left + b * g.dilation_w;
+              if (sx < 0 || sx >= s.in_w) continue;
+              kt.add_rows(1, s.in_c, column + (a * s.kernel_w + b) * s.in_c, 0,
+                          image + (sy * s.in_w + sx) * s.in_c, 0);
+            }
           }
         }
+        i0 += len;
       }
     }
   });

@@ -88,6 +88,8 @@ struct KernelTable {
   void (*relu_backward)(const float* x, const float* dy, float* dx, int64_t n);
   void (*bias_relu_rows)(float* c, int64_t ldc, int64_t rows, int64_t cols, const float* bias,
                          bool relu);
+  void (*add_rows)(int64_t rows, int64_t n, const float* src, int64_t src_stride, float* dst,
+                   int64_t dst_stride);
   void (*sgd_update)(float* p, const float* g, float* buf, int64_t n, float lr, float momentum,
                      bool nesterov);
   void (*rmsprop_update)(float* p, const float* g, float* v, int64_t n, float lr, float rho,

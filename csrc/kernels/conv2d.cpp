@@ -817,36 +817,25 @@ void conv2d_backward_weight_through_max_pool(const Conv2dShape& s, const Pool2dS
   // cover (the right columns and bottom rows that 'valid' pooling drops) gets no gradient.
   const int64_t bands = p.batch * p.out_h, covered_w = p.out_w * p.pool_w;
   const int64_t pixels = bands * p.pool_h * covered_w;
-  const int cells = static_cast<int>(p.pool_h * p.pool_w);
   const int threads = threads_for_work(2.0 * pixels * kernel_size);
   sum_over_threads(
       threads, kernel_size, C, dkernel, dbias, [&](int tid, int nt, float* dk, float* db) {
         PatchGradient sums(kt, s, x, db != nullptr);
         float* band =
             thread_scratch(Scratch::kColumns, static_cast<size_t>(p.pool_h * covered_w * C));
-        thread_local std::vector<const float*> cells_storage;
-        thread_local std::vector<float*> outs_storage;
-        cells_storage.resize(static_cast<size_t>(cells));
-        outs_storage.resize(static_cast<size_t>(cells));
-        const float** window = cells_storage.data();
-        float** outs = outs_storage.data();
+        std::vector<const float*> y_rows(static_cast<size_t>(p.pool_h));
+        std::vector<float*> band_rows(static_cast<size_t>(p.pool_h));
+        for (int64_t iy = 0; iy < p.pool_h; ++iy) band_rows[iy] = band + iy * covered_w * C;
         int64_t b0, b1;
         static_share(bands, tid, nt, b0, b1);
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t n = b / p.out_h, oy = b % p.out_h;
-          for (int64_t ox = 0; ox < p.out_w; ++ox) {
-            for (int64_t iy = 0, i = 0; iy < p.pool_h; ++iy)
-              for (int64_t ix = 0; ix < p.pool_w; ++ix, ++i) {
-                const int64_t col = ox * p.pool_w + ix;
-                window[i] = y + ((n * s.out_h + oy * p.pool_h + iy) * s.out_w + col) * C;
-                outs[i] = band + (iy * covered_w + col) * C;
-              }
-            kt.max_pool_backward_window(C, window, cells,
-                                        pool_dy + ((n * p.out_h + oy) * p.out_w + ox) * C, outs,
-                                        false, true);
-          }
           for (int64_t iy = 0; iy < p.pool_h; ++iy)
-            sums.add_row(n, oy * p.pool_h + iy, 0, covered_w, band + iy * covered_w * C);
+            y_rows[iy] = y + (n * s.out_h + oy * p.pool_h + iy) * s.out_w * C;
+          max_pool_backward_row(kt, p, oy, y_rows.data(), band_rows.data(),
+                                pool_dy + (n * p.out_h + oy) * p.out_w * C, false, true);
+          for (int64_t iy = 0; iy < p.pool_h; ++iy)
+            sums.add_row(n, oy * p.pool_h + iy, 0, covered_w, band_rows[iy]);
         }
         sums.finish(dk, db);
       });
@@ -868,7 +857,6 @@ void conv2d_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const f
   }
   const SmallDepthConv conv(kt, s, kernel, bias, relu);
   const int64_t C = s.out_c, row_floats = s.out_w * C;
-  const int cells = static_cast<int>(p.pool_h * p.pool_w);
   // A band: the pool_h conv rows under one row of windows, pooled while in cache. The rows that
   // no window covers are still made when y is kept.
   const int64_t bands = p.batch * p.out_h, spare_rows = s.out_h - p.out_h * p.pool_h;
@@ -877,9 +865,7 @@ void conv2d_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const f
     PatchRows patches(s, x, 0);
     float* own_band =
         y ? nullptr : thread_scratch(Scratch::kColumns, static_cast<size_t>(p.pool_h * row_floats));
-    thread_local std::vector<const float*> cells_storage;
-    cells_storage.resize(static_cast<size_t>(cells));
-    const float** window = cells_storage.data();  // plain pointers: see igemm_convolution
+    std::vector<const float*> band_rows(static_cast<size_t>(p.pool_h));
     int64_t begin, end;
     static_share(units, tid, nt, begin, end);
     for (int64_t u = begin; u < end; ++u) {
@@ -891,15 +877,11 @@ void conv2d_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const f
       }
       const int64_t n = u / p.out_h, py = u % p.out_h;
       float* band = y ? y + (n * s.out_h + py * p.pool_h) * row_floats : own_band;
-      for (int64_t iy = 0; iy < p.pool_h; ++iy)
+      for (int64_t iy = 0; iy < p.pool_h; ++iy) {
         conv.row(patches, n, py * p.pool_h + iy, band + iy * row_floats, false);
-      for (int64_t px = 0; px < p.out_w; ++px) {
-        for (int64_t iy = 0, i = 0; iy < p.pool_h; ++iy)
-          for (int64_t ix = 0; ix < p.pool_w; ++ix, ++i)
-            window[i] = band + iy * row_floats + (px * p.pool_w + ix) * C;
-        kt.max_pool_forward_window(C, window, cells,
-                                   pooled + ((n * p.out_h + py) * p.out_w + px) * C);
+        band_rows[iy] = band + iy * row_floats;
       }
+      max_pool_forward_row(kt, p, py, band_rows.data(), pooled + (n * p.out_h + py) * p.out_w * C);
     }
   });
 }

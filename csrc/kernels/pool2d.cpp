@@ -50,27 +50,71 @@ void zero_parallel(float* data, int64_t count) {
 
 }  // namespace
 
+void max_pool_forward_row(const KernelTable& kt, const Pool2dShape& s, int64_t oy,
+                          const float* const* rows, float* out_row) {
+  const int64_t C = s.channels;
+  thread_local std::vector<const float*> cells_storage;
+  cells_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
+  const float** cells = cells_storage.data();  // plain pointers: see conv2d.cpp
+  for (int64_t ox = 0; ox < s.out_w; ++ox) {
+    const Window w = window_at(s, oy, ox);
+    float* out = out_row + ox * C;
+    int count = 0;
+    for (int64_t iy = w.y0; iy < w.y1; ++iy)
+      for (int64_t ix = w.x0; ix < w.x1; ++ix) cells[count++] = rows[iy - w.y0] + ix * C;
+    if (count == 0)
+      std::memset(out, 0, C * sizeof(float));
+    else
+      kt.max_pool_forward_window(C, cells, count, out);
+  }
+}
+
+void max_pool_backward_row(const KernelTable& kt, const Pool2dShape& s, int64_t oy,
+                           const float* const* x_rows, float* const* dx_rows, const float* dy_row,
+                           bool accumulate, bool through_relu) {
+  const int64_t C = s.channels;
+  thread_local std::vector<const float*> cells_storage;
+  thread_local std::vector<float*> outs_storage;
+  cells_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
+  outs_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
+  const float** cells = cells_storage.data();
+  float** outs = outs_storage.data();
+  for (int64_t ox = 0; ox < s.out_w; ++ox) {
+    const Window w = window_at(s, oy, ox);
+    int count = 0;
+    for (int64_t iy = w.y0; iy < w.y1; ++iy)
+      for (int64_t ix = w.x0; ix < w.x1; ++ix, ++count) {
+        cells[count] = x_rows[iy - w.y0] + ix * C;
+        outs[count] = dx_rows[iy - w.y0] + ix * C;
+      }
+    if (count > 0)
+      kt.max_pool_backward_window(C, cells, count, dy_row + ox * C, outs, accumulate, through_relu);
+  }
+}
+
+namespace {
+
+// Pointers to the input rows under output row oy of image n (see max_pool_forward_row), in the
+// calling thread's storage for T: x (const float) and dx (float) rows never share it.
+template <class T>
+T** window_rows(const Pool2dShape& s, T* image_data, int64_t n, int64_t oy) {
+  thread_local std::vector<T*> storage;
+  const Window w = window_at(s, oy, 0);
+  storage.resize(static_cast<size_t>(std::max<int64_t>(w.y1 - w.y0, 1)));
+  for (int64_t iy = w.y0; iy < w.y1; ++iy)
+    storage[iy - w.y0] = image_data + ((n * s.in_h + iy) * s.in_w) * s.channels;
+  return storage.data();
+}
+
+}  // namespace
+
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
   const KernelTable& kt = active_kernels();
-  const int64_t C = s.channels;
-  for_each_output_row(
-      s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
-        thread_local std::vector<const float*> cells_storage;
-        cells_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
-        const float** cells = cells_storage.data();  // plain pointers: see conv2d.cpp
-        for (int64_t ox = 0; ox < s.out_w; ++ox) {
-          const Window w = window_at(s, oy, ox);
-          float* out = y + ((n * s.out_h + oy) * s.out_w + ox) * C;
-          int count = 0;
-          for (int64_t iy = w.y0; iy < w.y1; ++iy)
-            for (int64_t ix = w.x0; ix < w.x1; ++ix)
-              cells[count++] = x + ((n * s.in_h + iy) * s.in_w + ix) * C;
-          if (count == 0)
-            std::memset(out, 0, C * sizeof(float));
-          else
-            kt.max_pool_forward_window(C, cells, count, out);
-        }
-      });
+  for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * s.channels,
+                      [&](int64_t n, int64_t oy) {
+                        max_pool_forward_row(kt, s, oy, window_rows(s, x, n, oy),
+                                             y + (n * s.out_h + oy) * s.out_w * s.channels);
+                      });
 }
 
 void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, float* dx,
@@ -87,25 +131,8 @@ void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, 
   const int64_t covered_w = s.out_w * s.pool_w;
   for_each_output_row(
       s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
-        thread_local std::vector<const float*> cells_storage;
-        thread_local std::vector<float*> outs_storage;
-        cells_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
-        outs_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
-        const float** cells = cells_storage.data();
-        float** outs = outs_storage.data();
-        for (int64_t ox = 0; ox < s.out_w; ++ox) {
-          const Window w = window_at(s, oy, ox);
-          int count = 0;
-          for (int64_t iy = w.y0; iy < w.y1; ++iy)
-            for (int64_t ix = w.x0; ix < w.x1; ++ix, ++count) {
-              const int64_t base = ((n * s.in_h + iy) * s.in_w + ix) * C;
-              cells[count] = x + base;
-              outs[count] = dx + base;
-            }
-          if (count == 0) continue;
-          kt.max_pool_backward_window(C, cells, count, dy + ((n * s.out_h + oy) * s.out_w + ox) * C,
-                                      outs, overlapping, through_relu);
-        }
+        max_pool_backward_row(kt, s, oy, window_rows(s, x, n, oy), window_rows(s, dx, n, oy),
+                              dy + (n * s.out_h + oy) * s.out_w * C, overlapping, through_relu);
         if (!tiles_exactly) return;
         // Exact tiling leaves only the right columns and bottom rows that no window reaches.
         for (int64_t iy = oy * s.pool_h; iy < (oy + 1) * s.pool_h; ++iy)

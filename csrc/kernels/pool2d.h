@@ -20,6 +20,18 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y);
 void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, float* dx,
                          bool through_relu);
 void avg_pool2d_forward(const Pool2dShape& s, const float* x, float* y);
+
+struct KernelTable;
+// One output row oy of max pooling (one image), for callers that keep the input rows where they
+// like (the fused first layer, in a band in cache): rows[r] is input row window_top(oy) + r,
+// where window_top is the first row inside the image under row oy's windows.
+void max_pool_forward_row(const KernelTable& kt, const Pool2dShape& s, int64_t oy,
+                          const float* const* rows, float* out_row);
+// Its gradient for output row oy: dy_row's values go to the first maximal cells (written, or
+// added with accumulate), every other cell under the windows gets 0 (see max_pool2d_backward).
+void max_pool_backward_row(const KernelTable& kt, const Pool2dShape& s, int64_t oy,
+                           const float* const* x_rows, float* const* dx_rows, const float* dy_row,
+                           bool accumulate, bool through_relu);
 void avg_pool2d_backward(const Pool2dShape& s, const float* dy, float* dx);
 
 }  // namespace fastconv

@@ -160,6 +160,13 @@ def _require_models():
 
 def build_mnist_model():
     """The lecture's MNIST convnet (104,202 parameters), compiled the lecture's way."""
+    model = mnist_convnet()
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def mnist_convnet():
+    """The lecture's MNIST convnet as its listing builds it, not compiled."""
     import fastconv as keras
     from fastconv import layers
 
@@ -171,9 +178,7 @@ def build_mnist_model():
     x = layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
     x = layers.Flatten()(x)
     outputs = layers.Dense(10, activation="softmax")(x)
-    model = keras.Model(inputs=inputs, outputs=outputs)
-    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+    return keras.Model(inputs=inputs, outputs=outputs)
 
 
 def load_mnist_family(name):
@@ -231,8 +236,16 @@ def _augmentation_layers(layers):
 
 
 def build_cats_vs_dogs_model(augment=False):
-    """The lecture's 180x180 convnet (991,041 parameters); with ``augment``, the chapter's
-    data augmentation after the input and Dropout(0.5) before the classifier."""
+    """The lecture's 180x180 convnet (991,041 parameters), compiled the lecture's way; with
+    ``augment``, the chapter's data augmentation after the input and Dropout(0.5) before the
+    classifier."""
+    model = cats_vs_dogs_convnet(augment)
+    model.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+    return model
+
+
+def cats_vs_dogs_convnet(augment=False):
+    """The lecture's 180x180 convnet (see build_cats_vs_dogs_model), not compiled."""
     import fastconv as keras
     from fastconv import layers
 
@@ -252,9 +265,7 @@ def build_cats_vs_dogs_model(augment=False):
     if augment:
         x = layers.Dropout(0.5)(x)
     outputs = layers.Dense(1, activation="sigmoid")(x)
-    model = keras.Model(inputs=inputs, outputs=outputs)
-    model.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
-    return model
+    return keras.Model(inputs=inputs, outputs=outputs)
 
 
 def cmd_train_cats_vs_dogs(args):

@@ -268,6 +268,17 @@ class _ConvPlan:
     def args(self):
         return self.strides, self.dilation, self.pads
 
+    def weight_grads(self, call_core):
+        """(dkernel, dbias) filled by call_core(dkernel, dbias); zeros for an empty batch."""
+        dkernel = _empty(self.kernel.shape, "conv2d dkernel")
+        dbias = _empty((self.kernel.shape[3],), "conv2d dbias")
+        if self.x.shape[0] == 0:
+            dkernel.fill(0.0)
+            dbias.fill(0.0)
+        else:
+            call_core(dkernel, dbias)
+        return dkernel, dbias
+
     def checked_bias(self, bias):
         """The bias as float32 (filters,), or None."""
         if bias is None:
@@ -366,15 +377,11 @@ def conv2d_grad(
     _expect_shape(g, "dy", plan.out_shape, f"the conv2d output for x {plan.x.shape}")
     xf, kf, gf = _f32(plan.x), _f32(plan.kernel), _f32(g)
     dx = _empty(plan.x.shape, "conv2d dx") if need_dx else None
-    dkernel = _empty(plan.kernel.shape, "conv2d dkernel")
-    dbias = _empty((plan.kernel.shape[3],), "conv2d dbias")
     if dx is not None and dx.size:
         _core.conv2d_backward_input(gf, kf, dx, *plan.args())
-    if plan.x.shape[0] == 0:
-        dkernel.fill(0.0)
-        dbias.fill(0.0)
-    else:
-        _core.conv2d_backward_weight(xf, gf, dkernel, dbias, *plan.args())
+    dkernel, dbias = plan.weight_grads(
+        lambda dk, db: _core.conv2d_backward_weight(xf, gf, dk, db, *plan.args())
+    )
     return dx, dkernel, dbias
 
 
@@ -535,16 +542,11 @@ def conv2d_relu_max_pool_weight_grad(
         (out.shape[0], ph, pw, out.shape[3]),
         f"the max_pool2d output for y {out.shape}",
     )
-    dkernel = _empty(plan.kernel.shape, "conv2d dkernel")
-    dbias = _empty((plan.kernel.shape[3],), "conv2d dbias")
-    if plan.x.shape[0] == 0:
-        dkernel.fill(0.0)
-        dbias.fill(0.0)
-    else:
-        _core.conv2d_backward_weight_through_max_pool(
-            _f32(plan.x), _f32(out), _f32(g), dkernel, dbias, *plan.args(), pool
+    return plan.weight_grads(
+        lambda dk, db: _core.conv2d_backward_weight_through_max_pool(
+            _f32(plan.x), _f32(out), _f32(g), dk, db, *plan.args(), pool
         )
-    return dkernel, dbias
+    )
 
 
 def avg_pool2d_grad(

@@ -1,10 +1,11 @@
 """The MNIST training step under fastconv's OpenMP waiting default and under passive waiting.
 
-    python bench/wait_policy.py [--busy] [--rounds 3] [--steps 300]
+    python bench/wait_policy.py [--busy] [--rounds 3] [--steps 300] [--spins 10000,100000]
 
 Each setting runs in its own process (the OpenMP runtime reads it once, at load), alternating,
 and prints the median step time of each run and the ratio of the medians. ``--busy`` keeps one
-core busy with another process meanwhile, as on a loaded machine.
+core busy with another process meanwhile, as on a loaded machine; ``--spins`` adds runs under
+those GOMP_SPINCOUNT values.
 """
 
 from __future__ import annotations
@@ -44,12 +45,15 @@ def main() -> None:
     parser.add_argument("--busy", action="store_true", help="keep a core busy meanwhile")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--spins", default="", help="more GOMP_SPINCOUNT values, comma-separated")
     args = parser.parse_args()
     hog = None
     if args.busy:
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         settings = {"default": {}, "passive": {"OMP_WAIT_POLICY": "passive"}}
+        for count in filter(None, args.spins.split(",")):
+            settings[f"spin {count}"] = {"GOMP_SPINCOUNT": count}
         results = {name: [] for name in settings}
         for _ in range(args.rounds):
             for name, extra in settings.items():
@@ -58,7 +62,7 @@ def main() -> None:
         if hog is not None:
             hog.kill()
     for name, ms in results.items():
-        print(f"{name:8s} step ms: " + ", ".join(f"{v:.2f}" for v in ms))
+        print(f"{name:12s} step ms: " + ", ".join(f"{v:.2f}" for v in ms))
     ratio = statistics.median(results["passive"]) / statistics.median(results["default"])
     print(f"passive / default (medians): {ratio:.2f}" + (" (one core busy)" if args.busy else ""))
 

@@ -2,92 +2,28 @@
 
 from __future__ import annotations
 
-import numbers
-import os as _os
-
-import numpy as _np
-
-# Idle OpenMP threads spin for 300,000 rounds by default. Between kernels, while Python runs, a
-# spinning thread takes a core from the Python thread itself: on a shared or busy machine a
-# training step measured 15x slower. Sleeping at once (passive) costs a wake-up of tens of
-# microseconds per kernel instead, and makes threads pay only for large kernels. A short spin
-# of 1,000 rounds keeps the workers awake across the gaps between a training step's kernels, so
-# small kernels are split too (parallel.cpp): measured on the MNIST step (bench/wait_policy.py),
-# 8% faster than passive on a quiet machine, 10% slower beside a process that keeps a core busy
-# (where OMP_WAIT_POLICY=passive is the better choice). This must be set before the OpenMP runtime
-# loads with _core; a user's own setting wins.
-if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
-    _os.environ["GOMP_SPINCOUNT"] = "1000"
-
-from fastconv import _core  # noqa: E402
-
-__version__: str = _core.__version__
-
-
-MAX_THREADS = 4096
-
-
-def set_num_threads(n: int) -> None:
-    """Sets the number of threads every fastconv kernel uses (default: OMP_NUM_THREADS or cores)."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"set_num_threads: n must be an int, got {n!r}")
-    if not 1 <= n <= MAX_THREADS:
-        raise ValueError(f"set_num_threads: n must be in [1, {MAX_THREADS}], got {n}")
-    _core.set_num_threads(int(n))
-
-
-def get_num_threads() -> int:
-    """Returns the number of threads fastconv kernels use."""
-    return int(_core.get_num_threads())
-
-
-def set_winograd(enabled: bool) -> None:
-    """Switches Winograd F(2x2, 3x3) on or off for 3x3 stride-1 convolutions (default: off).
-
-    It multiplies 2.25x less than the direct convolution: the forward pass, input gradient and
-    weight gradient of the cats-vs-dogs convnet's 20x20 to 89x89 layers run 1.4-1.8x faster
-    here. Results differ from the direct path by rounding (the transforms add and halve; measured
-    in tests/test_winograd.py). Small images keep the direct path (results under 10x10; input
-    gradients of images under 16x16).
-    An infinity in the input gives NaN in the outputs it reaches (the transforms subtract),
-    where the direct path gives an infinity. ``FASTCONV_WINOGRAD=1`` switches it on at import.
-    """
-    if not isinstance(enabled, (bool, _np.bool_)):
-        raise TypeError(f"set_winograd: enabled must be a bool, got {enabled!r}")
-    _core.set_winograd_enabled(bool(enabled))
-
-
-def winograd_enabled() -> bool:
-    """Whether 3x3 stride-1 convolutions use Winograd F(2x2, 3x3) (see set_winograd)."""
-    return bool(_core.winograd_enabled())
-
-
-def _winograd_from_environment() -> None:
-    value = _os.environ.get("FASTCONV_WINOGRAD", "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
-        return
-    if value not in ("1", "true", "yes", "on"):
-        raise ValueError(f"FASTCONV_WINOGRAD must be 0 or 1, got {value!r}")
-    _core.set_winograd_enabled(True)
-
-
-_winograd_from_environment()
-
-
-def info() -> dict:
-    """Version, kernel ISA in use, ISAs this CPU can run, thread count, OpenMP compiled in,
-    whether Winograd convolutions are on."""
-    return {
-        "version": __version__,
-        "isa": _core.get_isa(),
-        "isas_available": list(_core.available_isas()),
-        "num_threads": get_num_threads(),
-        "openmp": bool(_core.has_openmp()),
-        "winograd": winograd_enabled(),
-    }
-
+# First: the run-time settings module sets the OpenMP environment before the kernels load.
+from fastconv.runtime import (
+    MAX_THREADS,
+    __version__,
+    get_num_threads,
+    info,
+    set_num_threads,
+    set_winograd,
+    winograd_enabled,
+)
 
 # The Keras-shaped API: Input, Model, Sequential, layers, optimizers, losses, metrics, callbacks,
-# models (load_model), datasets, utils.
-from fastconv import datasets, utils  # noqa: E402,F401
+# models (load_model), applications, datasets, utils.
+from fastconv import applications, datasets, utils  # noqa: E402,F401
 from fastconv._api import *  # noqa: E402,F401,F403
+
+__all__ = [
+    "MAX_THREADS",
+    "__version__",
+    "get_num_threads",
+    "info",
+    "set_num_threads",
+    "set_winograd",
+    "winograd_enabled",
+]

@@ -148,39 +148,6 @@ def _setup(args):
         set_random_seed(args.seed)
 
 
-def _require_models():
-    import fastconv
-
-    missing = [n for n in ("Input", "Model", "layers") if not hasattr(fastconv, n)]
-    if missing:
-        raise CommandError(
-            f"this fastconv build has no {', '.join(missing)} yet: training is not available"
-        )
-
-
-def build_mnist_model():
-    """The lecture's MNIST convnet (104,202 parameters), compiled the lecture's way."""
-    model = mnist_convnet()
-    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
-def mnist_convnet():
-    """The lecture's MNIST convnet as its listing builds it, not compiled."""
-    import fastconv as keras
-    from fastconv import layers
-
-    inputs = keras.Input(shape=(28, 28, 1))
-    x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(inputs)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
-    x = layers.Flatten()(x)
-    outputs = layers.Dense(10, activation="softmax")(x)
-    return keras.Model(inputs=inputs, outputs=outputs)
-
-
 def load_mnist_family(name):
     from fastconv import datasets
 
@@ -198,13 +165,14 @@ def load_mnist_family(name):
 
 
 def cmd_train_mnist(args):
-    _require_models()
     _setup(args)
     try:
         (x_train, y_train), (x_test, y_test) = load_mnist_family(args.dataset)
     except (OSError, ValueError) as e:
         raise CommandError(f"could not load the {args.dataset} data set: {e}") from e
     print(f"Data set {args.dataset}: {len(x_train)} training and {len(x_test)} test images")
+    from fastconv.applications import build_mnist_model
+
     model = build_mnist_model()
     print(f"Model: the lecture's MNIST convnet, {model.count_params():,} parameters")
     verbose = _verbose()
@@ -223,51 +191,6 @@ def cmd_train_mnist(args):
     return 0
 
 
-def _augmentation_layers(layers):
-    names = ("RandomFlip", "RandomRotation", "RandomZoom")
-    missing = [n for n in names if not hasattr(layers, n)]
-    if missing:
-        raise CommandError(
-            "--augment needs the augmentation layers fastconv.layers."
-            + ", fastconv.layers.".join(missing)
-            + ", which this build does not have yet; run without --augment"
-        )
-    return [getattr(layers, n) for n in names]
-
-
-def build_cats_vs_dogs_model(augment=False):
-    """The lecture's 180x180 convnet (991,041 parameters), compiled the lecture's way; with
-    ``augment``, the chapter's data augmentation after the input and Dropout(0.5) before the
-    classifier."""
-    model = cats_vs_dogs_convnet(augment)
-    model.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
-    return model
-
-
-def cats_vs_dogs_convnet(augment=False):
-    """The lecture's 180x180 convnet (see build_cats_vs_dogs_model), not compiled."""
-    import fastconv as keras
-    from fastconv import layers
-
-    if augment:
-        random_flip, random_rotation, random_zoom = _augmentation_layers(layers)
-        data_augmentation = keras.Sequential(
-            [random_flip("horizontal"), random_rotation(0.1), random_zoom(0.2)]
-        )
-    inputs = keras.Input(shape=(180, 180, 3))
-    x = data_augmentation(inputs) if augment else inputs
-    x = layers.Rescaling(1.0 / 255)(x)
-    for i, filters in enumerate((32, 64, 128, 256, 256)):
-        x = layers.Conv2D(filters=filters, kernel_size=3, activation="relu")(x)
-        if i < 4:
-            x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Flatten()(x)
-    if augment:
-        x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(1, activation="sigmoid")(x)
-    return keras.Model(inputs=inputs, outputs=outputs)
-
-
 def cmd_train_cats_vs_dogs(args):
     data_dir = Path(args.data_dir)
     for sub in ("train", "validation", "test"):
@@ -276,13 +199,9 @@ def cmd_train_cats_vs_dogs(args):
                 f"{data_dir / sub} is not a directory: DATA_DIR must hold train/, validation/ "
                 "and test/ with one sub-folder per class (see `fastconv make-subset`)"
             )
-    _require_models()
-    if args.augment:
-        from fastconv import layers
-
-        _augmentation_layers(layers)  # fail before reading any data
     _setup(args)
     import fastconv
+    from fastconv.applications import build_cats_vs_dogs_model
     from fastconv.utils import image_dataset_from_directory, plot_history
 
     def folder(sub):
@@ -296,7 +215,7 @@ def cmd_train_cats_vs_dogs(args):
         test_dataset = folder("test")
     except ValueError as e:
         raise CommandError(str(e)) from e
-    model = build_cats_vs_dogs_model(args.augment)
+    model = build_cats_vs_dogs_model(augment=args.augment)
     print(
         f"Model: the lecture's 180x180 convnet{' with augmentation' if args.augment else ''}, "
         f"{model.count_params():,} parameters"

@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 
+from . import runtime
+
 __all__ = [
     "DataParallel",
     "set_distribution",
@@ -209,9 +211,7 @@ class DataParallel:
         per_node = local.Get_size()
         local.Free()
         if per_node > 1:
-            import fastconv
-
-            fastconv.set_num_threads(max(1, _cpu_count() // per_node))
+            runtime.set_num_threads(max(1, _cpu_count() // per_node))
 
     def __repr__(self):
         return f"<DataParallel: {self.num_processes} process(es), this is {self.process_id}>"

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fastconv import distribution
+from fastconv._random import make_rng
 
 ALLOWLIST_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
@@ -137,8 +138,6 @@ class ImageDataset:
         self.num_workers = num_workers or max(2, os.cpu_count() or 1)
         self._pil_mode, self._channels = _COLOR_MODES[color_mode]
         self._resample = _resample_filter(interpolation)
-        from fastconv._random import make_rng
-
         self._rng = make_rng(seed)  # seed None: drawn from fastconv's global (seedable) generator
         self._targets = self._encode_labels()
 

@@ -13,10 +13,11 @@ from fastconv.runtime import (
     winograd_enabled,
 )
 
+# isort: split
 # The Keras-shaped API: Input, Model, Sequential, layers, optimizers, losses, metrics, callbacks,
 # models (load_model), applications, datasets, utils.
-from fastconv import applications, datasets, utils  # noqa: E402,F401
-from fastconv._api import *  # noqa: E402,F401,F403
+from fastconv import applications, datasets, utils  # noqa: F401
+from fastconv._api import *  # noqa: F403
 
 __all__ = [
     "MAX_THREADS",

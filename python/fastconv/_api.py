@@ -13,8 +13,9 @@ from . import (
     optimizers,
 )
 from ._random import set_random_seed
-from ._tensor import Input, KerasTensor
+from ._tensor import KerasTensor
 from .layers.base import clear_session
+from .layers.input_layer import Input
 from .models import Model, Sequential, load_model
 
 __all__ = [

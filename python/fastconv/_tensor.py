@@ -1,11 +1,8 @@
-"""Symbolic tensors for the functional API: ``Input(shape=...)`` and ``KerasTensor``."""
+"""Symbolic tensors of the functional API (``Input(shape=...)`` makes the first one)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-__all__ = ["KerasTensor", "Input"]
+__all__ = ["KerasTensor"]
 
 
 class KerasTensor:
@@ -35,19 +32,3 @@ class KerasTensor:
             "A KerasTensor is symbolic: it cannot be converted to a NumPy array. Call the layer "
             "on a NumPy array, or build a Model and call predict()."
         )
-
-
-def Input(  # noqa: N802
-    shape: Sequence[int | None] | None = None,
-    batch_size: int | None = None,
-    dtype: Any = None,
-    name: str | None = None,
-    batch_shape: Sequence[int | None] | None = None,
-) -> KerasTensor:
-    """Create a symbolic input tensor, as ``keras.Input``."""
-    from .layers.core import InputLayer
-
-    layer = InputLayer(
-        shape=shape, batch_size=batch_size, dtype=dtype, name=name, batch_shape=batch_shape
-    )
-    return layer.output

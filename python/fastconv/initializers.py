@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from . import _random
+from ._registry import Registry
 
 __all__ = [
     "Initializer",
@@ -195,24 +196,8 @@ _ALIASES = {
     "lecun_uniform": LecunUniform,
     "lecun_normal": LecunNormal,
 }
-_CLASSES = {c.__name__: c for c in set(_ALIASES.values())}
-
-
-def get(identifier) -> Initializer:
-    """Resolve a name, a ``{"class_name", "config"}`` dict or an Initializer instance."""
-    if isinstance(identifier, Initializer):
-        return identifier
-    if isinstance(identifier, str):
-        key = identifier.lower()
-        if key in _ALIASES:
-            return _ALIASES[key]()
-        if identifier in _CLASSES:
-            return _CLASSES[identifier]()
-    if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"}:
-        cls = _CLASSES.get(identifier["class_name"])
-        if cls is not None and isinstance(identifier["config"], dict):
-            return cls.from_config(identifier["config"])
-    raise ValueError(f"Could not interpret initializer identifier: {identifier!r}")
+_REGISTRY = Registry("initializer", Initializer, set(_ALIASES.values()), aliases=_ALIASES)
+get = _REGISTRY.get
 
 
 def serialize(init: Initializer):
@@ -220,4 +205,4 @@ def serialize(init: Initializer):
     for name, cls in _ALIASES.items():
         if type(init) is cls and init.get_config() == cls().get_config():
             return name
-    return {"class_name": type(init).__name__, "config": init.get_config()}
+    return _REGISTRY.serialize(init)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
+from ._registry import Registry, to_snake_case
 
 __all__ = [
     "Loss",
@@ -51,7 +52,7 @@ class Loss:
                 f"fastconv losses support only reduction='sum_over_batch_size'. "
                 f"Received: {reduction!r}"
             )
-        self.name = name or _snake(type(self).__name__)
+        self.name = name or to_snake_case(type(self).__name__)
         self.reduction = "sum_over_batch_size"
 
     def prepare_targets(self, y_true: Any, y_pred_shape: tuple[int, ...]) -> np.ndarray:
@@ -79,12 +80,6 @@ class Loss:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Loss:
         return cls(**config)
-
-
-def _snake(name):
-    from .layers.base import to_snake_case
-
-    return to_snake_case(name)
 
 
 def _rows(a):
@@ -126,7 +121,7 @@ class _SmoothedCrossentropy(_Crossentropy):
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(name=name or _snake(type(self).__name__), **kwargs)
+        super().__init__(name=name or to_snake_case(type(self).__name__), **kwargs)
         if axis != -1:
             raise ValueError(f"fastconv {type(self).__name__} supports only axis=-1")
         self.from_logits = bool(from_logits)
@@ -305,22 +300,18 @@ class MeanSquaredError(Loss):
         return per, _f32(diff * (2.0 / diff.size))
 
 
-_BY_NAME = {
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy,
-    "binary_crossentropy": BinaryCrossentropy,
-    "mean_squared_error": MeanSquaredError,
-    "mse": MeanSquaredError,
-}
-_CLASSES = {
-    c.__name__: c
-    for c in (
-        SparseCategoricalCrossentropy,
-        CategoricalCrossentropy,
-        BinaryCrossentropy,
-        MeanSquaredError,
-    )
-}
+_REGISTRY = Registry(
+    "loss",
+    Loss,
+    (SparseCategoricalCrossentropy, CategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError),
+    aliases={
+        "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+        "categorical_crossentropy": CategoricalCrossentropy,
+        "binary_crossentropy": BinaryCrossentropy,
+        "mean_squared_error": MeanSquaredError,
+        "mse": MeanSquaredError,
+    },
+)
 
 
 def _fn(cls):
@@ -348,22 +339,9 @@ _FUNCS = {
 
 def get(identifier) -> Loss:
     """Resolve a loss name, a function of this module, a config dict or a Loss instance."""
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower()) or _CLASSES.get(identifier)
-        if cls is not None:
-            return cls()
-    if callable(identifier) and identifier in _FUNCS:
+    if callable(identifier) and not isinstance(identifier, Loss) and identifier in _FUNCS:
         return _FUNCS[identifier]()
-    if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"}:
-        cls = _CLASSES.get(identifier["class_name"])
-        if cls is not None and isinstance(identifier["config"], dict):
-            return cls.from_config(identifier["config"])
-    raise ValueError(
-        f"Could not interpret loss identifier: {identifier!r}. Known: {sorted(_BY_NAME)}"
-    )
+    return _REGISTRY.get(identifier)
 
 
-def serialize(loss: Loss):
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+serialize = _REGISTRY.serialize

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ._registry import Registry, to_snake_case
+
 __all__ = [
     "Metric",
     "Mean",
@@ -22,8 +24,6 @@ class Metric:
     """Base class: ``update_state``, ``result``, ``reset_state``."""
 
     def __init__(self, name: str | None = None, dtype: Any = None) -> None:
-        from .layers.base import to_snake_case
-
         self.name = name or to_snake_case(type(self).__name__)
         self.reset_state()
 
@@ -140,35 +140,23 @@ class _AutoAccuracy(Mean):
         super().update_state(self._impl.values(y_true, y_pred), sample_weight)
 
 
-_CLASSES = {
-    c.__name__: c
-    for c in (Mean, Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy)
-}
-_BY_NAME = {
-    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
-    "categorical_accuracy": CategoricalAccuracy,
-    "binary_accuracy": BinaryAccuracy,
-}
+_REGISTRY = Registry(
+    "metric",
+    Metric,
+    (Mean, Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy, _AutoAccuracy),
+    aliases={
+        "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+        "categorical_accuracy": CategoricalAccuracy,
+        "binary_accuracy": BinaryAccuracy,
+    },
+)
 
 
 def get(identifier) -> Metric:
     """Resolve "accuracy"/"acc", a metric name, a config dict or a Metric instance."""
-    if isinstance(identifier, Metric):
-        return identifier
-    if isinstance(identifier, str):
-        if identifier.lower() in ("accuracy", "acc"):
-            return _AutoAccuracy(name=identifier)
-        cls = _BY_NAME.get(identifier.lower()) or _CLASSES.get(identifier)
-        if cls is not None:
-            return cls()
-    if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"}:
-        if identifier["class_name"] == "_AutoAccuracy" and isinstance(identifier["config"], dict):
-            return _AutoAccuracy(**identifier["config"])
-        cls = _CLASSES.get(identifier["class_name"])
-        if cls is not None and isinstance(identifier["config"], dict):
-            return cls.from_config(identifier["config"])
-    raise ValueError(f"Could not interpret metric identifier: {identifier!r}")
+    if isinstance(identifier, str) and identifier.lower() in ("accuracy", "acc"):
+        return _AutoAccuracy(name=identifier)
+    return _REGISTRY.get(identifier)
 
 
-def serialize(metric: Metric):
-    return {"class_name": type(metric).__name__, "config": metric.get_config()}
+serialize = _REGISTRY.serialize

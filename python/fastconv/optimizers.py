@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
+from ._registry import Registry
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "get", "serialize"]
 
@@ -186,23 +187,11 @@ class Adam(Optimizer):
         return cfg
 
 
-_CLASSES = {"SGD": SGD, "RMSprop": RMSprop, "Adam": Adam}
-_BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
-
-
-def get(identifier) -> Optimizer:
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
-        return _BY_NAME[identifier.lower()]()
-    if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"}:
-        cls = _CLASSES.get(identifier["class_name"])
-        if cls is not None and isinstance(identifier["config"], dict):
-            return cls.from_config(identifier["config"])
-    raise ValueError(
-        f"Could not interpret optimizer identifier: {identifier!r}. Known: {sorted(_BY_NAME)}"
-    )
-
-
-def serialize(opt: Optimizer):
-    return {"class_name": type(opt).__name__, "config": opt.get_config()}
+_REGISTRY = Registry(
+    "optimizer",
+    Optimizer,
+    (SGD, RMSprop, Adam),
+    aliases={"sgd": SGD, "rmsprop": RMSprop, "adam": Adam},
+)
+get = _REGISTRY.get
+serialize = _REGISTRY.serialize

@@ -7,11 +7,11 @@ from .core import (
     Dense,
     Dropout,
     Flatten,
-    InputLayer,
     ReLU,
     Rescaling,
     Softmax,
 )
+from .input_layer import Input, InputLayer
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
 from .preprocessing import RandomFlip, RandomRotation, RandomZoom
 
@@ -21,6 +21,7 @@ __all__ = [
     "Layer",
     "register_layer",
     "LAYER_REGISTRY",
+    "Input",
     "InputLayer",
     "Dense",
     "Flatten",

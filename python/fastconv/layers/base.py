@@ -21,18 +21,28 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .. import initializers as _initializers
+from .._registry import to_snake_case
+from .._tensor import KerasTensor
 
-__all__ = ["Layer", "register_layer", "LAYER_REGISTRY", "clear_session"]
+__all__ = [
+    "Layer",
+    "register_layer",
+    "register_model",
+    "serialize_layer",
+    "LAYER_REGISTRY",
+    "MODEL_REGISTRY",
+    "clear_session",
+]
 
 # class name -> class; only fastconv's own layers register here (model loading accepts only these)
 LAYER_REGISTRY: dict[str, type] = {}
+MODEL_REGISTRY: dict[str, type] = {}  # configuration class name -> model class
 
 _NAME_COUNTS: dict[str, int] = {}
 _WEIGHT_BUDGET: list = [None]  # remaining number of weight elements allowed (set while loading)
@@ -44,14 +54,21 @@ def register_layer(cls):
     return cls
 
 
+def register_model(cls):
+    """Class decorator: make a model class loadable under its configuration's class name
+    (``Functional``, ``Sequential``); model files name no other model classes."""
+    MODEL_REGISTRY[cls._config_class_name()] = cls
+    return cls
+
+
+def serialize_layer(layer) -> dict[str, Any]:
+    """``{"class_name", "config"}`` of a layer or a nested model, as a model file stores it."""
+    return {"class_name": type(layer)._config_class_name(), "config": layer.get_config()}
+
+
 def clear_session():
     """Reset the automatic layer-name counters (as ``keras.backend.clear_session``)."""
     _NAME_COUNTS.clear()
-
-
-def to_snake_case(name: str) -> str:
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def unique_name(base: str) -> str:
@@ -89,6 +106,20 @@ def normalize_tuple(value, n, name, allow_zero=False):
             f"The `{name}` argument must be a tuple of {n} positive integers. Received: {value!r}"
         )
     return value
+
+
+def op_arg(pair):
+    """Pass an int to ``ops`` when both entries agree (the common case), else the tuple."""
+    return pair[0] if pair[0] == pair[1] else pair
+
+
+def require_tape(tape, layer) -> None:
+    """predict and evaluate keep no activation that only the backward pass reads."""
+    if tape is None:
+        raise RuntimeError(
+            f"layer '{layer.name}': backward needs the activations of forward(x) (predict and "
+            "evaluate do not keep them); run forward first"
+        )
 
 
 def normalize_padding(padding):
@@ -287,8 +318,6 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, inputs: Any, training: bool | None = None, **kwargs: Any) -> Any:
-        from .._tensor import KerasTensor
-
         if kwargs:
             raise TypeError(f"Unexpected arguments to {self.name}: {sorted(kwargs)}")
         if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
@@ -305,8 +334,6 @@ class Layer:
         return self.forward(np.ascontiguousarray(x), training=training)
 
     def _connect(self, tensor):
-        from .._tensor import KerasTensor
-
         if self._inbound is not None:
             raise ValueError(
                 f"Layer '{self.name}' has already been called on a tensor: fastconv models do not "
@@ -345,6 +372,10 @@ class Layer:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
         return cls(**config)
+
+    @classmethod
+    def _config_class_name(cls) -> str:
+        return cls.__name__
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"

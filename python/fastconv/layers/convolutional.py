@@ -10,23 +10,17 @@ import numpy as np
 from .. import activations as _act
 from .. import initializers as _init
 from .. import ops
-from .base import Layer, format_shape, normalize_padding, normalize_tuple, register_layer
+from .base import (
+    Layer,
+    format_shape,
+    normalize_padding,
+    normalize_tuple,
+    op_arg,
+    register_layer,
+    require_tape,
+)
 
 __all__ = ["Conv2D"]
-
-
-def _op_arg(t):
-    """Pass an int when both entries agree (the common case), else the tuple."""
-    return t[0] if t[0] == t[1] else t
-
-
-def _require_kept(activation, layer) -> None:
-    """predict and evaluate keep no activation that only the backward pass reads."""
-    if activation is None:
-        raise RuntimeError(
-            f"layer '{layer.name}': backward needs the activations of forward(x) (predict and "
-            "evaluate do not keep them); run forward first"
-        )
 
 
 @register_layer
@@ -74,16 +68,18 @@ class Conv2D(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _init.get(kernel_initializer)
         self.bias_initializer = _init.get(bias_initializer)
+        self._x = self._y = None  # the tape of forward, read by backward
 
     @property
     def output_activation(self):
         return self.activation if self.activation in ("softmax", "sigmoid") else None
 
-    def _op_kwargs(self):
+    def op_kwargs(self) -> dict[str, Any]:
+        """This layer's strides, padding and dilation as ``ops.conv2d`` takes them."""
         return dict(
-            strides=_op_arg(self.strides),
+            strides=op_arg(self.strides),
             padding=self.padding,
-            dilation_rate=_op_arg(self.dilation_rate),
+            dilation_rate=op_arg(self.dilation_rate),
         )
 
     def build(self, input_shape):
@@ -105,7 +101,7 @@ class Conv2D(Layer):
             return (n, None, None, self.filters)
         try:
             oh, ow = ops.conv2d_output_shape(
-                (int(h), int(w)), _op_arg(self.kernel_size), **self._op_kwargs()
+                (int(h), int(w)), op_arg(self.kernel_size), **self.op_kwargs()
             )
         except ValueError:
             raise ValueError(
@@ -118,7 +114,7 @@ class Conv2D(Layer):
 
     def forward(self, x, training=False):
         fused = "relu" if self.activation == "relu" else None
-        z = ops.conv2d(x, self.kernel, self.bias, activation=fused, **self._op_kwargs())
+        z = ops.conv2d(x, self.kernel, self.bias, activation=fused, **self.op_kwargs())
         self._x = x
         if self.activation in ("linear", "relu"):
             self.preactivation = None
@@ -130,7 +126,7 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy, need_dx=True):
-        _require_kept(self._y, self)
+        require_tape(self._y, self)
         if self.activation == "relu":
             dz = ops.relu_grad(self._y, dy)
         else:
@@ -138,72 +134,21 @@ class Conv2D(Layer):
         return self.backward_preactivation(dz, need_dx)
 
     def backward_preactivation(self, dz, need_dx=True):
-        dx, dk, db = ops.conv2d_grad(
-            self._x, self.kernel, dz, need_dx=bool(need_dx), **self._op_kwargs()
-        )
-        self.grads["kernel"] = dk
-        if self.use_bias:
-            self.grads["bias"] = db
+        require_tape(self._x, self)
+        return self.preactivation_grad(self._x, dz, need_dx)
+
+    def preactivation_grad(self, x, dz, need_dx=True):
+        """Weight gradients (kept in ``grads``) and, with ``need_dx``, the input gradient, for
+        input ``x`` and the gradient ``dz`` of the pre-activation output: the backward pass of
+        an execution step that ran this convolution itself."""
+        dx, dk, db = ops.conv2d_grad(x, self.kernel, dz, need_dx=bool(need_dx), **self.op_kwargs())
+        self.set_gradients(dk, db)
         return dx if need_dx else None
 
-    def takes_max_pool(self, pool, x) -> bool:
-        """Whether ``forward_through_max_pool`` serves this layer on ``x`` followed by ``pool``:
-        a linear or ReLU convolution of an image (1-4 channels) under non-overlapping, unpadded
-        max pooling windows, where the two passes would read the largest activation twice."""
-        from fastconv.layers.pooling import MaxPooling2D
-
-        return (
-            self.activation in ("linear", "relu")
-            and getattr(x, "ndim", 0) == 4
-            and x.shape[-1] <= 4
-            and isinstance(pool, MaxPooling2D)
-            and tuple(pool.strides) == tuple(pool.pool_size)
-            and pool.padding == "valid"
-        )
-
-    def forward_through_max_pool(self, pool, x, training=False, keep_output=True):
-        """This layer's forward pass and ``pool``'s in one (see ops.conv2d_max_pool). Without
-        ``keep_output`` (inference) the convolution's output, which only the backward passes
-        read, is not kept."""
-        fused = "relu" if self.activation == "relu" else None
-        y, pooled = ops.conv2d_max_pool(
-            x,
-            self.kernel,
-            self.bias,
-            activation=fused,
-            pool_size=_op_arg(pool.pool_size),
-            keep_conv_output=bool(keep_output),
-            **self._op_kwargs(),
-        )
-        self._x, self._y, self.preactivation = x, y, None
-        pool._x = y
-        return pooled
-
-    def takes_max_pool_grad(self, pool) -> bool:
-        """Whether ``weight_grads_through_max_pool`` serves this layer followed by ``pool``."""
-        x = getattr(self, "_x", None)
-        return (
-            self.activation == "relu"
-            and x is not None
-            and getattr(self, "_y", None) is not None
-            and self.takes_max_pool(pool, x)
-        )
-
-    def weight_grads_through_max_pool(self, pool, pool_dy) -> None:
-        """Kernel and bias gradients from the gradient of ``pool``'s output, when no input
-        gradient is needed (the first layer): the convolution's own output gradient is never
-        made (see ops.conv2d_relu_max_pool_weight_grad)."""
-        dk, db = ops.conv2d_relu_max_pool_weight_grad(
-            self._x,
-            self.kernel,
-            self._y,
-            pool_dy,
-            pool_size=_op_arg(pool.pool_size),
-            **self._op_kwargs(),
-        )
-        self.grads["kernel"] = dk
+    def set_gradients(self, kernel_grad, bias_grad) -> None:
+        self.grads["kernel"] = kernel_grad
         if self.use_bias:
-            self.grads["bias"] = db
+            self.grads["bias"] = bias_grad
 
     def get_config(self):
         cfg = super().get_config()

@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops
-from .base import Layer, format_shape, normalize_padding, normalize_tuple, register_layer
-from .convolutional import _op_arg, _require_kept
+from .base import (
+    Layer,
+    format_shape,
+    normalize_padding,
+    normalize_tuple,
+    op_arg,
+    register_layer,
+    require_tape,
+)
 
 __all__ = ["MaxPooling2D", "AveragePooling2D", "MaxPool2D", "AvgPool2D"]
 
@@ -31,9 +38,10 @@ class _Pooling2D(Layer):
         self.strides = self.pool_size if strides is None else normalize_tuple(strides, 2, "strides")
         self.padding = normalize_padding(padding)
 
-    def _kw(self):
+    def op_kwargs(self) -> dict[str, Any]:
+        """pool_size, strides and padding as ``ops.max_pool2d`` / ``avg_pool2d`` take them."""
         return dict(
-            pool_size=_op_arg(self.pool_size), strides=_op_arg(self.strides), padding=self.padding
+            pool_size=op_arg(self.pool_size), strides=op_arg(self.strides), padding=self.padding
         )
 
     def compute_output_shape(self, input_shape):
@@ -41,7 +49,7 @@ class _Pooling2D(Layer):
         if h is None or w is None:
             return (n, None, None, c)
         try:
-            oh, ow = ops.pool2d_output_shape((int(h), int(w)), **self._kw())
+            oh, ow = ops.pool2d_output_shape((int(h), int(w)), **self.op_kwargs())
         except ValueError:
             raise ValueError(
                 f"Computed output size would be negative or zero for layer '{self.name}': input "
@@ -52,13 +60,13 @@ class _Pooling2D(Layer):
 
     def forward(self, x, training=False):
         self._x = x
-        return type(self)._fwd(x, **self._kw())
+        return type(self)._fwd(x, **self.op_kwargs())
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
-        _require_kept(self._x, self)
-        return type(self)._bwd(self._x, dy, **self._kw())
+        require_tape(self._x, self)
+        return type(self)._bwd(self._x, dy, **self.op_kwargs())
 
     def get_config(self):
         cfg = super().get_config()
@@ -77,12 +85,6 @@ class MaxPooling2D(_Pooling2D):
 
     _fwd = staticmethod(lambda x, **kw: ops.max_pool2d(x, **kw))
     _bwd = staticmethod(lambda x, dy, **kw: ops.max_pool2d_grad(x, dy, **kw))
-
-    def backward_through_relu(self, dy):
-        """Gradient with respect to the pre-activation of the ReLU layer feeding this pooling
-        (its output is this layer's input): the ReLU mask applied in the same pass."""
-        _require_kept(self._x, self)
-        return ops.max_pool2d_relu_grad(self._x, dy, **self._kw())
 
 
 @register_layer

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..layers.base import LAYER_REGISTRY, weight_budget
+from ..layers.base import LAYER_REGISTRY, MODEL_REGISTRY, serialize_layer, weight_budget
+from ..layers.input_layer import InputLayer
 
 if TYPE_CHECKING:
     from .model import Model
@@ -48,14 +49,6 @@ class _Invalid(ValueError):
 
 
 # --------------------------------------------------------------------------- config helpers
-def serialize_layer(layer):
-    from .model import Model
-
-    if isinstance(layer, Model):
-        return {"class_name": type(layer)._config_class_name(), "config": layer.get_config()}
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
-
-
 def _check_json_value(v, depth=0):
     if depth > 50:
         raise _Invalid("configuration nested too deeply")
@@ -72,8 +65,6 @@ def _check_json_value(v, depth=0):
 
 
 def _layer_from_config(entry, path):
-    from .model import Model, Sequential
-
     if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
         raise _Invalid(f"{path}: each layer must be an object with a string 'class_name'")
     cfg = entry.get("config")
@@ -83,7 +74,7 @@ def _layer_from_config(entry, path):
     if name in ("Functional", "Model", "Sequential"):
         return model_from_config(entry, path)
     cls = LAYER_REGISTRY.get(name)
-    if cls is None or isinstance(cls, type) and issubclass(cls, (Model, Sequential)):
+    if cls is None:
         raise _Invalid(
             f"{path}: unknown layer class {name!r}; fastconv loads only its own layers "
             f"({', '.join(sorted(LAYER_REGISTRY))})"
@@ -96,9 +87,6 @@ def _layer_from_config(entry, path):
 
 def model_from_config(config, path="model"):
     """Rebuild a model from ``{"class_name": "Functional"|"Sequential", "config": {...}}``."""
-    from ..layers.core import InputLayer
-    from .model import Model, Sequential
-
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise _Invalid(f"{path}: model configuration must be an object with a 'config' object")
     _check_json_value(config)
@@ -115,7 +103,7 @@ def model_from_config(config, path="model"):
         raise _Invalid(f"{path}: 'layers' must be a list of at most {MAX_LAYERS} layers")
     try:
         if kind == "Sequential":
-            model = Sequential(name=name, trainable=trainable)
+            model = MODEL_REGISTRY["Sequential"](name=name, trainable=trainable)
             for i, entry in enumerate(entries):
                 model.add(_layer_from_config(entry, f"{path}.layers[{i}]"))
             return model
@@ -133,7 +121,8 @@ def model_from_config(config, path="model"):
             if entry.get("inbound", i - 1) != i - 1:
                 raise _Invalid(f"{path}: only chains of layers are supported")
             t = layer(t)
-        return Model(inputs=layers[0].output, outputs=t, name=name, trainable=trainable)
+        functional = MODEL_REGISTRY["Functional"]
+        return functional(inputs=layers[0].output, outputs=t, name=name, trainable=trainable)
     except _Invalid:
         raise
     except (TypeError, ValueError, KeyError, OverflowError) as e:

@@ -1,0 +1,173 @@
+"""The execution plan: which steps it makes, and that fused and unfused plans give the same
+predictions, losses, gradients and trained weights."""
+
+from __future__ import annotations
+
+import fastconv as keras
+import numpy as np
+import pytest
+from fastconv import layers
+from fastconv.applications import cats_vs_dogs_convnet, mnist_convnet
+from fastconv.models.plan import ExecutionPlan
+
+
+def _grads(model):
+    return [np.array(g, copy=True) for _, g in model._trainable_weights_and_grads()]
+
+
+def _twin(build, seed=0):
+    """Two models with the same weights; the second runs every layer alone."""
+    keras.set_random_seed(seed)
+    fused = build()
+    plain = build()
+    plain.set_weights(fused.get_weights())
+    plain.fuse = False
+    return fused, plain
+
+
+def test_lecture_mnist_plan_steps():
+    keras.clear_session()
+    model = mnist_convnet()
+    assert model._execution_plan().describe() == [
+        "ConvMaxPoolStep(conv2d, max_pooling2d)",
+        "ActivationMaxPoolStep(conv2d_1, max_pooling2d_1)",
+        "LayerStep(conv2d_2)",
+        "LayerStep(flatten)",
+        "LayerStep(dense)",
+    ]
+    model.fuse = False
+    assert all(s.startswith("LayerStep(") for s in model._execution_plan().describe())
+    assert len(model._execution_plan().steps) == 7
+
+
+def test_fusion_rules():
+    """Conv+pool fuses only for 1-4 input channels, linear or ReLU, non-overlapping unpadded
+    windows; pool-through-ReLU needs a ReLU producer and max (not average) pooling."""
+    inputs = keras.Input((12, 12, 5))
+    a = layers.Conv2D(4, 3, activation="relu", name="wide")(inputs)  # 5 channels: no conv+pool
+    a = layers.MaxPooling2D(2, name="p1")(a)
+    b = layers.Conv2D(4, 3, activation="sigmoid", padding="same", name="sigmoid")(a)
+    b = layers.MaxPooling2D(2, name="p2")(b)  # sigmoid: no ReLU to fold
+    c = layers.Conv2D(3, 1, activation="relu", name="relu")(b)
+    c = layers.AveragePooling2D(1, name="p3")(c)  # average pooling: no fold
+    d = layers.Conv2D(2, 1, activation="relu", name="few")(c)  # 3 channels in
+    d = layers.MaxPooling2D(1, strides=1, padding="same", name="p4")(d)  # padded: no conv+pool
+    model = keras.Model(inputs, d)
+    assert model._execution_plan().describe() == [
+        "ActivationMaxPoolStep(wide, p1)",
+        "LayerStep(sigmoid)",
+        "LayerStep(p2)",
+        "LayerStep(relu)",
+        "LayerStep(p3)",
+        "ActivationMaxPoolStep(few, p4)",
+    ]
+
+
+def test_plan_is_rebuilt_when_the_graph_or_fuse_changes():
+    keras.clear_session()
+    model = keras.Sequential([keras.Input((8, 8, 1)), layers.Conv2D(2, 3, activation="relu")])
+    first = model._execution_plan()
+    assert model._execution_plan() is first
+    model.add(layers.MaxPooling2D(2))
+    assert model._execution_plan().describe() == ["ConvMaxPoolStep(conv2d, max_pooling2d)"]
+    model.fuse = False
+    assert len(model._execution_plan().steps) == 2
+    with pytest.raises(TypeError, match="fuse"):
+        model.fuse = "no"
+
+
+@pytest.mark.parametrize("build", [mnist_convnet, cats_vs_dogs_convnet], ids=["mnist", "cats"])
+def test_fused_and_unfused_lecture_models_agree(build, rng):
+    fused, plain = _twin(build)
+    shape = fused.input_shape[1:]
+    x = (rng.random((3,) + shape) * (255 if shape[-1] == 3 else 1)).astype(np.float32)
+    np.testing.assert_allclose(fused.predict(x, verbose=0), plain.predict(x, verbose=0), 1e-5)
+    loss = (
+        "binary_crossentropy" if fused.output_shape[-1] == 1 else "sparse_categorical_crossentropy"
+    )
+    y = rng.integers(0, 2, 3)
+    for model in (fused, plain):
+        model.compile("rmsprop", loss)
+    losses = [
+        m._compute_gradients(x, m._loss.prepare_targets(y, (3,) + m.output_shape[1:]))[0]
+        for m in (fused, plain)
+    ]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    for gf, gp in zip(_grads(fused), _grads(plain)):
+        np.testing.assert_allclose(gf, gp, rtol=1e-4, atol=1e-6 * np.abs(gp).max())
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear"])
+@pytest.mark.parametrize("trainable_first", [True, False])
+def test_fused_and_unfused_training_agree(activation, trainable_first, rng):
+    """A few fit steps of a small convnet: weights stay equal, fused or not, for a first conv
+    that is the first trainable layer (weight gradient through the pool) or that needs an input
+    gradient (a trainable layer before it)."""
+
+    def build():
+        inputs = keras.Input((14, 13, 2))
+        x = layers.Dense(2, activation="relu", trainable=trainable_first)(inputs)
+        x = layers.Conv2D(6, 3, activation=activation)(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Conv2D(5, 3, activation="relu", padding="same")(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Flatten()(x)
+        model = keras.Model(inputs, layers.Dense(3, activation="softmax")(x))
+        model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+        return model
+
+    fused, plain = _twin(build, seed=3)
+    assert fused._execution_plan().describe()[1].startswith("ConvMaxPoolStep")
+    x = rng.standard_normal((16, 14, 13, 2)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    h_fused = fused.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    h_plain = plain.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(h_fused["loss"], h_plain["loss"], rtol=1e-5)
+    for wf, wp in zip(fused.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(wf, wp, rtol=1e-4, atol=1e-5)
+
+
+def test_backward_after_predict_is_a_clear_error(rng):
+    model = mnist_convnet()
+    x = rng.random((2, 28, 28, 1)).astype(np.float32)
+    out = model.predict_on_batch(x)  # inference keeps no conv output for the fused first layer
+    with pytest.raises(RuntimeError, match="run forward first"):
+        model.backward(np.ones_like(out), need_dx=False)
+    model.forward(x, training=False)  # forward keeps it, training or not
+    assert model.backward(np.ones_like(out), need_dx=False) is None
+
+
+def test_input_gradient_through_fused_plan_matches_unfused(rng):
+    fused, plain = _twin(mnist_convnet, seed=5)
+    x = rng.random((2, 28, 28, 1)).astype(np.float32)
+    dy = rng.standard_normal((2, 10)).astype(np.float32)
+    dx = []
+    for model in (fused, plain):
+        model.forward(x, training=True)
+        dx.append(model.backward(dy, need_dx=True))
+    np.testing.assert_allclose(dx[0], dx[1], rtol=1e-4, atol=1e-7)
+
+
+def test_nested_model_runs_its_own_plan(rng):
+    """A Sequential used as a layer is one step of the outer plan; its own plan fuses inside."""
+    keras.clear_session()
+    inner = keras.Sequential(
+        [keras.Input((10, 10, 1)), layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(2)]
+    )
+    inputs = keras.Input((10, 10, 1))
+    outputs = layers.Dense(2, activation="softmax")(layers.Flatten()(inner(inputs)))
+    model = keras.Model(inputs, outputs)
+    assert model._execution_plan().describe()[0] == f"LayerStep({inner.name})"
+    assert inner._execution_plan().describe() == ["ConvMaxPoolStep(conv2d, max_pooling2d)"]
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x = rng.random((4, 10, 10, 1)).astype(np.float32)
+    before = inner.get_weights()
+    model.train_on_batch(x, np.array([0, 1, 0, 1]))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, inner.get_weights()))
+
+
+def test_empty_plan():
+    plan = ExecutionPlan([])
+    assert plan.describe() == [] and plan.output_activation is None
+    x = np.ones((1, 2), np.float32)
+    assert plan.forward(x) is x

@@ -85,7 +85,8 @@ TRAIN = """
     import sys
     import numpy as np
     import fastconv
-    from fastconv.cli import build_mnist_model, load_mnist_family
+    from fastconv.applications import build_mnist_model
+    from fastconv.cli import load_mnist_family
 
     mode, out = sys.argv[1], sys.argv[2]
     fastconv.set_num_threads(1)
@@ -222,7 +223,8 @@ def test_cli_train_cats_vs_dogs_distributed(tmp_path):
 
 FAIL = """
     import fastconv
-    from fastconv.cli import build_mnist_model, load_mnist_family
+    from fastconv.applications import build_mnist_model
+    from fastconv.cli import load_mnist_family
 
     fastconv.set_num_threads(1)
     fastconv.distribution.set_distribution(fastconv.distribution.DataParallel())

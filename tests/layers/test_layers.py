@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import reference as ref
-from fastconv import layers
-from fastconv._tensor import Input
+from fastconv import Input, layers
 from fastconv.layers.base import clear_session
+from fastconv.models import Sequential
 
 
 def _all_layers():
@@ -50,27 +52,57 @@ def test_config_round_trip(index):
     assert clone.name == layer.name
 
 
-CASES = [
-    (layers.Conv2D(4, 3), (2, 9, 8, 3), (2, 7, 6, 4)),
-    (layers.Conv2D(4, 3, strides=2, padding="same"), (2, 9, 8, 3), (2, 5, 4, 4)),
-    (layers.Conv2D(2, (3, 2), dilation_rate=2), (1, 9, 8, 3), (1, 5, 6, 2)),
-    (layers.MaxPooling2D(), (2, 9, 8, 3), (2, 4, 4, 3)),
-    (layers.MaxPooling2D(3, strides=2, padding="same"), (2, 9, 8, 3), (2, 5, 4, 3)),
-    (layers.AveragePooling2D(2, padding="same"), (2, 9, 7, 3), (2, 5, 4, 3)),
-    (layers.Dense(5), (3, 7), (3, 5)),
-    (layers.Dense(5), (3, 4, 7), (3, 4, 5)),
-    (layers.Flatten(), (2, 3, 4, 5), (2, 60)),
-    (layers.Softmax(), (2, 6), (2, 6)),
+@dataclasses.dataclass(frozen=True)
+class ShapeCase:
+    """A layer, an input shape and the output shape it must give."""
+
+    id: str
+    make: object  # () -> layer
+    in_shape: tuple
+    out_shape: tuple
+
+
+SHAPE_CASES = [
+    ShapeCase("conv", lambda: layers.Conv2D(4, 3), (2, 9, 8, 3), (2, 7, 6, 4)),
+    ShapeCase(
+        "conv-strided-same",
+        lambda: layers.Conv2D(4, 3, strides=2, padding="same"),
+        (2, 9, 8, 3),
+        (2, 5, 4, 4),
+    ),
+    ShapeCase(
+        "conv-dilated",
+        lambda: layers.Conv2D(2, (3, 2), dilation_rate=2),
+        (1, 9, 8, 3),
+        (1, 5, 6, 2),
+    ),
+    ShapeCase("max-pool", lambda: layers.MaxPooling2D(), (2, 9, 8, 3), (2, 4, 4, 3)),
+    ShapeCase(
+        "max-pool-same",
+        lambda: layers.MaxPooling2D(3, strides=2, padding="same"),
+        (2, 9, 8, 3),
+        (2, 5, 4, 3),
+    ),
+    ShapeCase(
+        "avg-pool-same",
+        lambda: layers.AveragePooling2D(2, padding="same"),
+        (2, 9, 7, 3),
+        (2, 5, 4, 3),
+    ),
+    ShapeCase("dense", lambda: layers.Dense(5), (3, 7), (3, 5)),
+    ShapeCase("dense-3d", lambda: layers.Dense(5), (3, 4, 7), (3, 4, 5)),
+    ShapeCase("flatten", lambda: layers.Flatten(), (2, 3, 4, 5), (2, 60)),
+    ShapeCase("softmax", lambda: layers.Softmax(), (2, 6), (2, 6)),
 ]
 
 
-@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("case", SHAPE_CASES, ids=[c.id for c in SHAPE_CASES])
 def test_compute_output_shape_matches_forward(case, rng):
-    layer, in_shape, expected = CASES[case]
-    sym = layer.compute_output_shape((None,) + in_shape[1:])
-    assert sym == (None,) + expected[1:]
-    y = layer(rng.standard_normal(in_shape).astype(np.float32))
-    assert y.shape == expected
+    layer = case.make()
+    sym = layer.compute_output_shape((None,) + case.in_shape[1:])
+    assert sym == (None,) + case.out_shape[1:]
+    y = layer(rng.standard_normal(case.in_shape).astype(np.float32))
+    assert y.shape == case.out_shape
     assert y.dtype == np.float32
 
 
@@ -220,3 +252,15 @@ def test_nd_dense_backward_shapes(rng):
     assert dx.shape == x.shape
     assert d.grads["kernel"].shape == (5, 3)
     np.testing.assert_allclose(d.grads["bias"], np.full(3, 8.0))
+
+
+def test_conv_layer_in_a_model_matches_reference_with_keras_layout(rng):
+    conv = layers.Conv2D(5, (3, 2), strides=(2, 1), padding="same", activation="relu")
+    model = Sequential([Input((7, 6, 3)), conv])
+    kern, bias = conv.get_weights()
+    assert kern.shape == (3, 2, 3, 5) and bias.shape == (5,) and np.all(bias == 0)
+    bias = rng.standard_normal(5).astype(np.float32)
+    conv.set_weights([kern, bias])
+    x = rng.standard_normal((3, 7, 6, 3)).astype(np.float32)
+    expected = ref.conv2d(x, kern, bias, strides=(2, 1), padding="same", activation="relu")
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)

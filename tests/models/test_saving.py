@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -9,17 +10,16 @@ import zipfile
 
 import numpy as np
 import pytest
-from fastconv import layers, optimizers
-from fastconv._tensor import Input
+from fastconv import Input, layers, losses, metrics, optimizers
+from fastconv.applications import mnist_convnet
 from fastconv.models import Model, Sequential, load_model, saving
-from lecture_models import lecture_model
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     rng = np.random.default_rng(42)
     tmp_path = tmp_path_factory.mktemp("saved")
-    model = lecture_model()
+    model = mnist_convnet()
     model.compile(
         optimizers.RMSprop(learning_rate=0.002), "sparse_categorical_crossentropy", ["accuracy"]
     )
@@ -104,7 +104,7 @@ def test_sequential_and_nested_round_trip(tmp_path, rng):
 
 
 def test_save_and_load_weights(tmp_path, rng):
-    a, b = lecture_model(), lecture_model()
+    a, b = mnist_convnet(), mnist_convnet()
     a.save_weights(tmp_path / "w.weights.npz")
     b.load_weights(tmp_path / "w.weights.npz")
     for wa, wb in zip(a.get_weights(), b.get_weights()):
@@ -172,48 +172,125 @@ def _set_layer(cfg, index, key, value):
     cfg["model"]["config"]["layers"][index][key] = value
 
 
-@pytest.mark.parametrize(
-    "edit, match",
-    [
-        (lambda c: _set_layer(c, 1, "class_name", "os.system"), "unknown layer class"),
-        (lambda c: _set_layer(c, 1, "class_name", "Lambda"), "unknown layer class"),
-        (lambda c: c["model"].update(class_name="builtins.eval"), "unknown model class"),
-        (lambda c: c["model"]["config"]["layers"][1]["config"].update(filters=33), "shape"),
-        (lambda c: c["model"]["config"]["layers"][1]["config"].update(evil="x"), "invalid conf"),
-        (lambda c: c["model"]["config"]["layers"][1]["config"].update(filters="32"), "filters"),
-        (
-            lambda c: c["model"]["config"]["layers"][7]["config"].update(units=10**12),
-            "larger than the weights",
+def _layer_config(cfg, index):
+    return cfg["model"]["config"]["layers"][index]["config"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Hostile:
+    """An edit that makes a saved file hostile or broken, and the words of the refusal.
+
+    `edit` changes the parsed config.json of the lecture's MNIST model in place (layers: 0 input,
+    1 conv, 2 pool, 3 conv, 4 pool, 5 conv, 6 flatten, 7 dense)."""
+
+    id: str
+    edit: object
+    match: str
+
+
+HOSTILE_CONFIGS = [
+    Hostile(
+        "layer-os.system",
+        lambda c: _set_layer(c, 1, "class_name", "os.system"),
+        "unknown layer class",
+    ),
+    Hostile(
+        "layer-lambda", lambda c: _set_layer(c, 1, "class_name", "Lambda"), "unknown layer class"
+    ),
+    Hostile(
+        "layer-module-qualified",
+        lambda c: c["model"]["config"]["layers"].__setitem__(
+            1, {"class_name": "builtins.eval", "config": {}, "module": "builtins"}
         ),
-        (lambda c: c["weights"][0].update(path="../../etc/passwd"), "malformed weight"),
-        (lambda c: c["weights"][0].update(shape=[3, 3, 1, 31]), "shape"),
-        (lambda c: c["weights"].pop(), "weight"),
-        (lambda c: c.update(format="pickle"), "does not describe"),
-        (lambda c: c.update(compile_config={"optimizer": "nope", "loss": None}), "compile"),
-    ],
-)
-def test_hostile_configs_raise(saved, tmp_path, edit, match):
+        "unknown layer class",
+    ),
+    Hostile(
+        "model-builtins.eval",
+        lambda c: c["model"].update(class_name="builtins.eval"),
+        "unknown model class",
+    ),
+    Hostile("filters-mismatch", lambda c: _layer_config(c, 1).update(filters=33), "shape"),
+    Hostile("unknown-key", lambda c: _layer_config(c, 1).update(evil="x"), "invalid conf"),
+    Hostile(
+        "dunder-key",
+        lambda c: _layer_config(c, 1).update({"__class__": "os.system"}),
+        "invalid conf",
+    ),
+    Hostile("filters-string", lambda c: _layer_config(c, 1).update(filters="32"), "filters"),
+    Hostile(
+        "units-huge", lambda c: _layer_config(c, 7).update(units=10**12), "larger than the weights"
+    ),
+    Hostile(
+        "initializer-os.system",
+        lambda c: _layer_config(c, 7).update(
+            kernel_initializer={"class_name": "os.system", "config": {}}
+        ),
+        "initializer identifier",
+    ),
+    Hostile(
+        "weight-path", lambda c: c["weights"][0].update(path="../../etc/passwd"), "malformed weight"
+    ),
+    Hostile("weight-shape", lambda c: c["weights"][0].update(shape=[3, 3, 1, 31]), "shape"),
+    Hostile("weight-missing", lambda c: c["weights"].pop(), "weight"),
+    Hostile("format-pickle", lambda c: c.update(format="pickle"), "does not describe"),
+    Hostile(
+        "optimizer-unknown",
+        lambda c: c.update(compile_config={"optimizer": "nope", "loss": None}),
+        "compile",
+    ),
+    Hostile(
+        "optimizer-os.system",
+        lambda c: c.update(
+            compile_config={
+                "optimizer": {"class_name": "os.system", "config": {}},
+                "loss": "mse",
+                "metrics": [],
+            }
+        ),
+        "optimizer identifier",
+    ),
+    Hostile(
+        "metric-os.system",
+        lambda c: c.update(
+            compile_config={
+                "optimizer": "adam",
+                "loss": "mse",
+                "metrics": [{"class_name": "os.system", "config": {}}],
+            }
+        ),
+        "metric identifier",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", HOSTILE_CONFIGS, ids=[c.id for c in HOSTILE_CONFIGS])
+def test_hostile_configs_raise(saved, tmp_path, case):
     _, path, _ = saved
-    bad = _rewrite(path, tmp_path / "bad.keras", config=edit)
-    with pytest.raises(ValueError, match=match):
+    bad = _rewrite(path, tmp_path / "bad.keras", config=case.edit)
+    with pytest.raises(ValueError, match=case.match):
         load_model(bad)
 
 
-@pytest.mark.parametrize(
-    "payload, match",
-    [
-        (_npy(np.array([{"a": 1}], dtype=object), allow_pickle=True), "float32"),
-        (_npy(np.zeros((3, 3, 1, 32), np.float64)), "float32"),
-        (_npy(np.zeros((3, 3, 1, 31), np.float32)), "shape"),
-        (_npy(np.zeros((3, 3, 1, 32), np.float32))[:-8], "truncated"),
-        (b"\x93NUMPY\x01\x00" + b"v" * 40, "npy"),
-        (b"not an array", "npy"),
-    ],
-)
-def test_hostile_weight_entries_raise(saved, tmp_path, payload, match):
+HOSTILE_WEIGHTS = [
+    Hostile(
+        "pickled-object-array",
+        _npy(np.array([{"a": 1}], dtype=object), allow_pickle=True),
+        "float32",
+    ),
+    Hostile("float64", _npy(np.zeros((3, 3, 1, 32), np.float64)), "float32"),
+    Hostile("wrong-shape", _npy(np.zeros((3, 3, 1, 31), np.float32)), "shape"),
+    Hostile("truncated", _npy(np.zeros((3, 3, 1, 32), np.float32))[:-8], "truncated"),
+    Hostile("bad-header", b"\x93NUMPY\x01\x00" + b"v" * 40, "npy"),
+    Hostile("not-npy", b"not an array", "npy"),
+]
+
+
+@pytest.mark.parametrize("case", HOSTILE_WEIGHTS, ids=[c.id for c in HOSTILE_WEIGHTS])
+def test_hostile_weight_entries_raise(saved, tmp_path, case):
+    """`edit` is here the bytes written in place of the first weight entry."""
     _, path, _ = saved
-    bad = _rewrite(path, tmp_path / "bad.keras", replace={"weights/0.npy": payload})
-    with pytest.raises(ValueError, match=match):
+    bad = _rewrite(path, tmp_path / "bad.keras", replace={"weights/0.npy": case.edit})
+    with pytest.raises(ValueError, match=case.match):
         load_model(bad)
 
 
@@ -252,3 +329,56 @@ def test_missing_weight_entry_and_bad_json(saved, tmp_path):
     deep = b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(ValueError):
         load_model(_rewrite(path, tmp_path / "d.keras", replace={"config.json": deep}))
+
+
+def test_long_sequential_file_loads_and_over_the_cap_is_refused(tmp_path, rng):
+    """990 layers (just under the loader's cap of 1,000) load and predict as the original; past
+    the cap, the file is refused before any layer is built."""
+    model = Sequential([Input((8, 8, 1)), layers.Conv2D(2, 3), layers.Flatten(), layers.Dense(3)])
+    path = tmp_path / "short.keras"
+    model.save(path)
+
+    def flattens(prefix, n):  # identity layers after the first Flatten
+        return [{"class_name": "Flatten", "config": {"name": f"{prefix}_{i}"}} for i in range(n)]
+
+    added = []
+
+    def lengthen(cfg, n=990):
+        chain = cfg["model"]["config"]["layers"]
+        added.append(n - len(chain))
+        chain[2:2] = flattens("extra", added[-1])
+
+    loaded = load_model(_rewrite(path, tmp_path / "long.keras", config=lengthen))
+    assert len(loaded.layers) == len(model.layers) + added[0]
+    x = rng.standard_normal((2, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="at most 1000 layers"):
+        load_model(_rewrite(path, tmp_path / "longer.keras", config=lambda c: lengthen(c, 1010)))
+
+
+# --------------------------------------------------------------------------- compile settings
+def _small_model():
+    return Sequential([Input((4,)), layers.Dense(3, activation="softmax")])
+
+
+def test_save_load_with_loss_and_optimizer_objects(tmp_path):
+    model = _small_model()
+    model.compile(
+        optimizer=optimizers.RMSprop(learning_rate=0.01),
+        loss=losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    assert loaded.metrics_names == ["loss", "accuracy"]
+    assert type(loaded.optimizer).__name__ == "RMSprop"
+
+
+def test_save_load_with_metric_object(tmp_path):
+    model = _small_model()
+    model.compile(
+        "adam", "sparse_categorical_crossentropy", metrics=[metrics.SparseCategoricalAccuracy()]
+    )
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    assert loaded.metrics_names == ["loss", "sparse_categorical_accuracy"]

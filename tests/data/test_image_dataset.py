@@ -6,30 +6,8 @@ import numpy as np
 import pytest
 from fastconv.utils import image_dataset as image_dataset_module
 from fastconv.utils import image_dataset_from_directory
+from kaggle_images import animal_image
 from PIL import Image
-
-
-def animal_image(kind, rng, size):
-    """A photo-like JPEG-able image: warm with a bright disc (cat) or cool with a bar (dog)."""
-    w, h = size
-    base = np.array([200, 110, 60] if kind == "cat" else [50, 110, 200], np.float32)
-    arr = base + rng.normal(0, 25, (h, w, 3))
-    yy, xx = np.mgrid[:h, :w]
-    if kind == "cat":
-        mask = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(w, h) / 4) ** 2
-    else:
-        mask = np.abs(xx - w / 2) < w / 10
-    arr[mask] = 255 - arr[mask]
-    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-
-
-def make_kaggle_train(directory, n_per_class, rng, sizes=(40, 110)):
-    """Kaggle's dogs-vs-cats layout: train/cat.N.jpg and train/dog.N.jpg, varied sizes."""
-    os.makedirs(directory, exist_ok=True)
-    for kind in ("cat", "dog"):
-        for i in range(n_per_class):
-            size = tuple(int(s) for s in rng.integers(sizes[0], sizes[1], 2))
-            animal_image(kind, rng, size).save(os.path.join(directory, f"{kind}.{i}.jpg"))
 
 
 @pytest.fixture(scope="module")

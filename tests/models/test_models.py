@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fastconv import layers
-from fastconv._tensor import Input
+from fastconv import Input, layers
+from fastconv.applications import cats_vs_dogs_convnet, mnist_convnet
 from fastconv.models import Model, Sequential
-from lecture_models import cats_vs_dogs_model, lecture_model
 
 
 def test_lecture_model_summary(capsys):
-    model = lecture_model()
+    model = mnist_convnet()
     assert model.count_params() == 104_202
     model.summary()
     out = capsys.readouterr().out
@@ -26,7 +25,7 @@ def test_lecture_model_summary(capsys):
 
 
 def test_cats_vs_dogs_model_param_count():
-    model = cats_vs_dogs_model()
+    model = cats_vs_dogs_convnet()
     assert model.count_params() == 991_041
     assert model.output_shape == (None, 1)
     assert model.layers[-2].output_shape == (None, 12544)
@@ -123,7 +122,7 @@ def test_nested_sequential_as_layer(rng):
 
 
 def test_predict_validation(rng):
-    model = lecture_model()
+    model = mnist_convnet()
     with pytest.raises(ValueError, match=r"expected shape=\(None, 28, 28, 1\)"):
         model.predict(rng.random((2, 28, 28)), verbose=0)
     with pytest.raises(ValueError, match="single sample"):
@@ -142,7 +141,7 @@ def test_predict_validation(rng):
 
 
 def test_predict_accepts_batches_iterable(rng):
-    model = lecture_model()
+    model = mnist_convnet()
     xs = rng.random((10, 28, 28, 1)).astype(np.float32)
     want = model.predict(xs, verbose=0)
     got = model.predict(((xs[i : i + 4], None) for i in range(0, 10, 4)), verbose=0)

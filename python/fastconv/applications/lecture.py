@@ -7,8 +7,12 @@ the benchmarks can build the very same graph in Keras.
 
 from __future__ import annotations
 
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
+
+from .. import layers
+from ..layers.input_layer import Input
+from ..models import Model, Sequential
 
 __all__ = [
     "mnist_convnet",
@@ -23,25 +27,26 @@ MNIST_PARAMETERS = 104_202
 CATS_VS_DOGS_PARAMETERS = 991_041
 
 
-def _keras_module(keras: ModuleType | None) -> ModuleType:
-    if keras is None:
-        import fastconv as keras  # the package root imports this module: resolve on call
+# What the builders use of a Keras-like module, from fastconv itself (the default).
+_FASTCONV = SimpleNamespace(layers=layers, Input=Input, Model=Model, Sequential=Sequential)
 
-    return keras
+
+def _keras_module(keras: ModuleType | None) -> Any:
+    return _FASTCONV if keras is None else keras
 
 
 def mnist_convnet(keras: ModuleType | None = None) -> Any:
     """The lecture's MNIST convnet (28x28x1 in, softmax over 10 classes), not compiled."""
     keras = _keras_module(keras)
-    layers = keras.layers
+    layers_ = keras.layers
     inputs = keras.Input(shape=(28, 28, 1))
-    x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(inputs)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
-    x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
-    x = layers.Flatten()(x)
-    outputs = layers.Dense(10, activation="softmax")(x)
+    x = layers_.Conv2D(filters=32, kernel_size=3, activation="relu")(inputs)
+    x = layers_.MaxPooling2D(pool_size=2)(x)
+    x = layers_.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
+    x = layers_.MaxPooling2D(pool_size=2)(x)
+    x = layers_.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
+    x = layers_.Flatten()(x)
+    outputs = layers_.Dense(10, activation="softmax")(x)
     return keras.Model(inputs=inputs, outputs=outputs)
 
 
@@ -50,23 +55,23 @@ def cats_vs_dogs_convnet(keras: ModuleType | None = None, augment: bool = False)
     With ``augment``, the chapter's data augmentation after the input and Dropout(0.5) before
     the classifier."""
     keras = _keras_module(keras)
-    layers = keras.layers
+    layers_ = keras.layers
     inputs = keras.Input(shape=(180, 180, 3))
     x = inputs
     if augment:
         data_augmentation = keras.Sequential(
-            [layers.RandomFlip("horizontal"), layers.RandomRotation(0.1), layers.RandomZoom(0.2)]
+            [layers_.RandomFlip("horizontal"), layers_.RandomRotation(0.1), layers_.RandomZoom(0.2)]
         )
         x = data_augmentation(x)
-    x = layers.Rescaling(1.0 / 255)(x)
+    x = layers_.Rescaling(1.0 / 255)(x)
     for i, filters in enumerate((32, 64, 128, 256, 256)):
-        x = layers.Conv2D(filters=filters, kernel_size=3, activation="relu")(x)
+        x = layers_.Conv2D(filters=filters, kernel_size=3, activation="relu")(x)
         if i < 4:
-            x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Flatten()(x)
+            x = layers_.MaxPooling2D(pool_size=2)(x)
+    x = layers_.Flatten()(x)
     if augment:
-        x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(1, activation="sigmoid")(x)
+        x = layers_.Dropout(0.5)(x)
+    outputs = layers_.Dense(1, activation="sigmoid")(x)
     return keras.Model(inputs=inputs, outputs=outputs)
 
 

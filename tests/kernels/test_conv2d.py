@@ -239,7 +239,7 @@ def test_conv2d_streamed_output_matches_cached_stores(isa, in_c, filters, width)
     x = r.standard_normal((1, 1026, width, in_c), dtype=np.float32)
     kernel = r.standard_normal((3, 3, in_c, filters), dtype=np.float32)
     bias = r.standard_normal(filters, dtype=np.float32)
-    plan = ops._ConvPlan(x, kernel, 1, "valid", 1)
+    plan = ops.conv._ConvPlan(x, kernel, 1, "valid", 1)
     size = int(np.prod(plan.out_shape))
     assert size * 4 >= 48 << 20
     raw = np.empty(size + 32, np.float32)

@@ -29,7 +29,7 @@ def test_max_pool2d_grad_overwrites_every_cell(isa, i):
     """dx comes from np.empty: every cell, reached by a window or not, must be written."""
     c = POOL_CASES[i]
     x, dy = pool_case_data(i)
-    plan = ops._PoolPlan(x, c.pool_size, c.strides, c.padding, "max_pool2d_grad")
+    plan = ops.pooling._PoolPlan(x, c.pool_size, c.strides, c.padding, "max_pool2d_grad")
     dx = np.full(x.shape, np.nan, np.float32)
     _core.max_pool2d_backward(x, dy, dx, *plan.args())
     check(dx, ref.max_pool2d_grad(x, dy, **c.kw), what="max_pool2d_grad into a dirty buffer")

@@ -268,6 +268,144 @@ class ImageDataset:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _check_arguments(
+    directory, labels, label_mode, class_names, color_mode, image_size, batch_size, interpolation
+):
+    """Keras' argument errors, before any file is listed; returns the folder as a str."""
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise ValueError(f"`directory` {directory!r} is not an existing directory")
+    if labels not in ("inferred", None) and not isinstance(labels, (list, tuple, np.ndarray)):
+        raise ValueError(
+            "`labels` argument should be a list/tuple of integer labels, of the same size as "
+            "the number of image files in the target directory. If you wish to infer the "
+            "labels from the subdirectory names in the target directory, pass "
+            f'`labels="inferred"`. If you wish to get a dataset that only contains images '
+            f"(no labels), pass `labels=None`. Received: labels={labels!r}"
+        )
+    if class_names is not None and labels != "inferred":
+        raise ValueError(
+            "You can only pass `class_names` if `labels='inferred'`. "
+            f"Received: labels={labels!r}, and class_names={class_names!r}"
+        )
+    if label_mode not in _LABEL_MODES:
+        raise ValueError(
+            '`label_mode` argument must be one of "int", "categorical", "binary", or None. '
+            f"Received: label_mode={label_mode!r}"
+        )
+    if color_mode not in _COLOR_MODES:
+        raise ValueError(
+            '`color_mode` must be one of {"rgb", "rgba", "grayscale"}. '
+            f"Received: color_mode={color_mode!r}"
+        )
+    _resample_filter(interpolation)
+    if len(tuple(image_size)) != 2 or not all(
+        isinstance(s, (int, np.integer)) and s > 0 for s in image_size
+    ):
+        raise ValueError(f"`image_size` must be (height, width) positive ints, got {image_size!r}")
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"`batch_size` must be a positive int or None, got {batch_size!r}")
+    return directory
+
+
+def _check_split(validation_split, subset, shuffle, seed):
+    if validation_split is not None:
+        if not 0 < validation_split < 1:
+            raise ValueError(
+                f"`validation_split` must be between 0 and 1, received: {validation_split}"
+            )
+        if subset not in ("training", "validation", "both"):
+            raise ValueError(
+                "If `validation_split` is set, `subset` must be one of "
+                f'"training", "validation" or "both". Received: subset={subset!r}'
+            )
+        if shuffle and seed is None:
+            raise ValueError(
+                "If using `validation_split` and shuffling the data, you must provide a `seed` "
+                "argument, to make sure that there is no overlap between the training and "
+                "validation subset."
+            )
+    elif subset is not None:
+        raise ValueError("`subset` is only valid if `validation_split` is set.")
+
+
+def _num_classes(labels, label_mode, class_names, file_labels):
+    if label_mode == "binary" and labels == "inferred" and len(class_names) != 2:
+        raise ValueError(
+            'When passing `label_mode="binary"`, there must be exactly 2 class_names. '
+            f"Received: class_names={class_names}"
+        )
+    if file_labels is not None and labels == "inferred":
+        num_classes = len(class_names)
+    elif file_labels is not None:
+        num_classes = int(file_labels.max()) + 1
+        if label_mode == "binary" and num_classes > 2:
+            raise ValueError('label_mode="binary" needs labels 0 and 1 only')
+    else:
+        num_classes = 0
+    return num_classes
+
+
+def _shuffle_files(file_paths, file_labels, seed):
+    """Keras: paths and labels shuffled with the same seed (before the split); the seed used."""
+    if seed is None:
+        # data-parallel: rank 0's seed on every process, so they all share the order
+        seed = distribution.shared_seed(np.random.randint(1_000_000))
+    rng = np.random.RandomState(seed)
+    rng.shuffle(file_paths)
+    if file_labels is not None:
+        rng = np.random.RandomState(seed)
+        rng.shuffle(file_labels)
+    return seed
+
+
+def _list_files(directory, labels, label_mode, class_names, follow_links, verbose):
+    """(file paths, their labels or None, class names, number of classes) of the folder."""
+    file_paths, file_labels, class_names = _index_directory(
+        directory, labels, ALLOWLIST_FORMATS, class_names, follow_links
+    )
+    if labels == "inferred" and not class_names:
+        raise ValueError(
+            f"No class sub-folders found in directory {directory}: with labels='inferred', "
+            "put the images of each class in a sub-folder named after the class."
+        )
+    if not file_paths:
+        raise ValueError(
+            f"No images found in directory {directory}. "
+            f"Allowed formats: {', '.join(ALLOWLIST_FORMATS)}"
+        )
+    num_classes = _num_classes(labels, label_mode, class_names, file_labels)
+    if verbose:
+        if file_labels is not None and labels == "inferred":
+            print(f"Found {len(file_paths)} files belonging to {num_classes} classes.")
+        else:
+            print(f"Found {len(file_paths)} files.")
+
+    return file_paths, file_labels, class_names, num_classes
+
+
+def _split_files(file_paths, file_labels, validation_split, subset, verbose):
+    """{"training": (paths, labels), "validation": (paths, labels)}: the tail is validation."""
+    num_val = int(validation_split * len(file_paths))
+    split = len(file_paths) - num_val
+    parts = {
+        "training": (file_paths[:split], None if file_labels is None else file_labels[:split]),
+        "validation": (file_paths[split:], None if file_labels is None else file_labels[split:]),
+    }
+    for name in ("training", "validation"):
+        if not parts[name][0]:
+            raise ValueError(
+                f"validation_split={validation_split} leaves no files for the {name} subset "
+                f"of {len(file_paths)} files"
+            )
+    if verbose:
+        if subset in ("training", "both"):
+            print(f"Using {split} files for training.")
+        if subset in ("validation", "both"):
+            print(f"Using {num_val} files for validation.")
+    return parts
+
+
 def image_dataset_from_directory(
     directory: str | os.PathLike,
     labels: str | Sequence[int] | None = "inferred",
@@ -295,102 +433,24 @@ def image_dataset_from_directory(
     ``"validation"`` or ``"both"`` (returns a pair) splits deterministically for a ``seed``.
     ``batch_size=None`` yields single samples. Returns an :class:`ImageDataset`.
     """
-    directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        raise ValueError(f"`directory` {directory!r} is not an existing directory")
-    if labels not in ("inferred", None) and not isinstance(labels, (list, tuple, np.ndarray)):
-        raise ValueError(
-            "`labels` argument should be a list/tuple of integer labels, of the same size as "
-            "the number of image files in the target directory. If you wish to infer the "
-            "labels from the subdirectory names in the target directory, pass "
-            f'`labels="inferred"`. If you wish to get a dataset that only contains images '
-            f"(no labels), pass `labels=None`. Received: labels={labels!r}"
-        )
-    if class_names is not None and labels != "inferred":
-        raise ValueError(
-            "You can only pass `class_names` if `labels='inferred'`. "
-            f"Received: labels={labels!r}, and class_names={class_names!r}"
-        )
-    if label_mode not in _LABEL_MODES:
-        raise ValueError(
-            '`label_mode` argument must be one of "int", "categorical", "binary", or None. '
-            f"Received: label_mode={label_mode!r}"
-        )
+    directory = _check_arguments(
+        directory,
+        labels,
+        label_mode,
+        class_names,
+        color_mode,
+        image_size,
+        batch_size,
+        interpolation,
+    )
+    _check_split(validation_split, subset, shuffle, seed)
     if labels is None:
         label_mode = None
-    if color_mode not in _COLOR_MODES:
-        raise ValueError(
-            '`color_mode` must be one of {"rgb", "rgba", "grayscale"}. '
-            f"Received: color_mode={color_mode!r}"
-        )
-    _resample_filter(interpolation)
-    if len(tuple(image_size)) != 2 or not all(
-        isinstance(s, (int, np.integer)) and s > 0 for s in image_size
-    ):
-        raise ValueError(f"`image_size` must be (height, width) positive ints, got {image_size!r}")
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(f"`batch_size` must be a positive int or None, got {batch_size!r}")
-    if validation_split is not None:
-        if not 0 < validation_split < 1:
-            raise ValueError(
-                f"`validation_split` must be between 0 and 1, received: {validation_split}"
-            )
-        if subset not in ("training", "validation", "both"):
-            raise ValueError(
-                "If `validation_split` is set, `subset` must be one of "
-                f'"training", "validation" or "both". Received: subset={subset!r}'
-            )
-        if shuffle and seed is None:
-            raise ValueError(
-                "If using `validation_split` and shuffling the data, you must provide a `seed` "
-                "argument, to make sure that there is no overlap between the training and "
-                "validation subset."
-            )
-    elif subset is not None:
-        raise ValueError("`subset` is only valid if `validation_split` is set.")
-
-    file_paths, file_labels, class_names = _index_directory(
-        directory, labels, ALLOWLIST_FORMATS, class_names, follow_links
+    file_paths, file_labels, class_names, num_classes = _list_files(
+        directory, labels, label_mode, class_names, follow_links, verbose
     )
-    if labels == "inferred" and not class_names:
-        raise ValueError(
-            f"No class sub-folders found in directory {directory}: with labels='inferred', "
-            "put the images of each class in a sub-folder named after the class."
-        )
-    if not file_paths:
-        raise ValueError(
-            f"No images found in directory {directory}. "
-            f"Allowed formats: {', '.join(ALLOWLIST_FORMATS)}"
-        )
-    if label_mode == "binary" and labels == "inferred" and len(class_names) != 2:
-        raise ValueError(
-            'When passing `label_mode="binary"`, there must be exactly 2 class_names. '
-            f"Received: class_names={class_names}"
-        )
-    if file_labels is not None and labels == "inferred":
-        num_classes = len(class_names)
-    elif file_labels is not None:
-        num_classes = int(file_labels.max()) + 1
-        if label_mode == "binary" and num_classes > 2:
-            raise ValueError('label_mode="binary" needs labels 0 and 1 only')
-    else:
-        num_classes = 0
-    if verbose:
-        if file_labels is not None and labels == "inferred":
-            print(f"Found {len(file_paths)} files belonging to {num_classes} classes.")
-        else:
-            print(f"Found {len(file_paths)} files.")
-
     if shuffle:
-        # Keras: shuffle paths and labels with the same seed, then split off the tail.
-        if seed is None:
-            # data-parallel: rank 0's seed on every process, so they all share the order
-            seed = distribution.shared_seed(np.random.randint(1_000_000))
-        rng = np.random.RandomState(seed)
-        rng.shuffle(file_paths)
-        if file_labels is not None:
-            rng = np.random.RandomState(seed)
-            rng.shuffle(file_labels)
+        seed = _shuffle_files(file_paths, file_labels, seed)
 
     def make(paths, labs, epoch_seed):
         return ImageDataset(
@@ -410,23 +470,7 @@ def image_dataset_from_directory(
 
     if validation_split is None:
         return make(file_paths, file_labels, seed)
-    num_val = int(validation_split * len(file_paths))
-    split = len(file_paths) - num_val
-    parts = {
-        "training": (file_paths[:split], None if file_labels is None else file_labels[:split]),
-        "validation": (file_paths[split:], None if file_labels is None else file_labels[split:]),
-    }
-    for name in ("training", "validation"):
-        if not parts[name][0]:
-            raise ValueError(
-                f"validation_split={validation_split} leaves no files for the {name} subset "
-                f"of {len(file_paths)} files"
-            )
-    if verbose:
-        if subset in ("training", "both"):
-            print(f"Using {split} files for training.")
-        if subset in ("validation", "both"):
-            print(f"Using {num_val} files for validation.")
+    parts = _split_files(file_paths, file_labels, validation_split, subset, verbose)
     val_seed = None if seed is None else seed + 1
     if subset == "both":
         return make(*parts["training"], seed), make(*parts["validation"], val_seed)

@@ -1,0 +1,172 @@
+"""Convolution: forward (bias and ReLU fused), the first layer fused with its max pooling,
+and the gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastconv import _core
+
+from ._checks import (
+    ArrayLike,
+    IntPair,
+    _activation,
+    _empty,
+    _expect_shape,
+    _f32,
+    _geometry,
+    _image,
+    _numeric,
+    _padding,
+    _pair,
+    _rank,
+)
+
+__all__ = ["conv2d", "conv2d_max_pool", "conv2d_grad"]
+
+
+class _ConvPlan:
+    """Validated geometry of one convolution call."""
+
+    def __init__(self, x, kernel, strides, padding, dilation_rate):
+        self.x = _image(x, "x")
+        self.kernel = _numeric(kernel, "kernel")
+        _rank(self.kernel, "kernel", 4, "(kernel_h, kernel_w, in_channels, filters)")
+        if min(self.kernel.shape) < 1:
+            raise ValueError(f"kernel dimensions must be >= 1, got shape {self.kernel.shape}")
+        if self.kernel.shape[2] != self.x.shape[3]:
+            raise ValueError(
+                f"kernel in_channels {self.kernel.shape[2]} (kernel shape {self.kernel.shape}) "
+                f"does not match x channels {self.x.shape[3]} (x shape {self.x.shape})"
+            )
+        self.strides = _pair(strides, "strides")
+        self.dilation = _pair(dilation_rate, "dilation_rate")
+        self.padding = _padding(padding)
+        (oh, ow), self.pads = _geometry(
+            self.x.shape[1:3],
+            self.kernel.shape[:2],
+            self.strides,
+            self.dilation,
+            self.padding,
+            f"conv2d (x shape {self.x.shape}, kernel shape {self.kernel.shape})",
+        )
+        self.out_shape = (self.x.shape[0], oh, ow, self.kernel.shape[3])
+
+    def args(self):
+        return self.strides, self.dilation, self.pads
+
+    def weight_grads(self, call_core):
+        """(dkernel, dbias) filled by call_core(dkernel, dbias); zeros for an empty batch."""
+        dkernel = _empty(self.kernel.shape, "conv2d dkernel")
+        dbias = _empty((self.kernel.shape[3],), "conv2d dbias")
+        if self.x.shape[0] == 0:
+            dkernel.fill(0.0)
+            dbias.fill(0.0)
+        else:
+            call_core(dkernel, dbias)
+        return dkernel, dbias
+
+    def checked_bias(self, bias):
+        """The bias as float32 (filters,), or None."""
+        if bias is None:
+            return None
+        b = _numeric(bias, "bias")
+        _expect_shape(b, "bias", (self.kernel.shape[3],), f"filters of kernel {self.kernel.shape}")
+        return _f32(b)
+
+
+def conv2d(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    *,
+    strides: IntPair = 1,
+    padding: str = "valid",
+    dilation_rate: IntPair = 1,
+    activation: str | None = None,
+) -> np.ndarray:
+    """2-D convolution of NHWC ``x`` with a (kh, kw, in, out) kernel, optional bias, fused ReLU."""
+    plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
+    relu_fused = _activation(activation)
+    b = plan.checked_bias(bias)
+    y = _empty(plan.out_shape, "conv2d output")
+    if y.size:
+        _core.conv2d_forward(_f32(plan.x), _f32(plan.kernel), b, y, *plan.args(), relu_fused)
+    return y
+
+
+def _tiling_pool(conv_out_shape, pool_size, what):
+    """(pool pair, pooled (h, w)) of max pooling windows that tile a conv output of that shape."""
+    pool = _pair(pool_size, "pool_size")
+    (oh, ow), _ = _geometry(
+        conv_out_shape[1:3], pool, pool, (1, 1), "valid", f"{what} (conv output {conv_out_shape})"
+    )
+    return pool, (oh, ow)
+
+
+def conv2d_max_pool(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    *,
+    strides: IntPair = 1,
+    padding: str = "valid",
+    dilation_rate: IntPair = 1,
+    activation: str | None = None,
+    pool_size: IntPair = 2,
+    keep_conv_output: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(y, max_pool2d(y, pool_size))`` for ``y = conv2d(x, kernel, bias, ...)``, in one pass.
+
+    The pooling windows tile y (strides = pool_size, 'valid'). Each band of y's rows under a row
+    of windows is pooled while in cache, instead of y being read again from memory: for layers
+    with few input channels (an image's 1 to 4), whose output is the largest of a model; others
+    take the two passes. With ``keep_conv_output=False`` (inference) y is not kept: None.
+    """
+    plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
+    relu_fused = _activation(activation)
+    b = plan.checked_bias(bias)
+    pool, (ph, pw) = _tiling_pool(plan.out_shape, pool_size, "conv2d_max_pool")
+    pooled = _empty((plan.out_shape[0], ph, pw, plan.out_shape[3]), "max_pool2d output")
+    y = _empty(plan.out_shape, "conv2d output") if keep_conv_output else None
+    if pooled.size or (y is not None and y.size):
+        _core.conv2d_forward_max_pool(
+            _f32(plan.x),
+            _f32(plan.kernel),
+            b,
+            y,
+            pooled,
+            plan.out_shape[1:3],
+            *plan.args(),
+            pool,
+            relu_fused,
+        )
+    return y, pooled
+
+
+def conv2d_grad(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    dy: ArrayLike,
+    *,
+    strides: IntPair = 1,
+    padding: str = "valid",
+    dilation_rate: IntPair = 1,
+    need_dx: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Gradients (dx, dkernel, dbias) of a convolution given the output gradient ``dy``.
+
+    ``need_dx=False`` skips the input gradient (the first layer of a model needs none) and
+    returns None in its place.
+    """
+    plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
+    g = _numeric(dy, "dy")
+    _expect_shape(g, "dy", plan.out_shape, f"the conv2d output for x {plan.x.shape}")
+    xf, kf, gf = _f32(plan.x), _f32(plan.kernel), _f32(g)
+    dx = _empty(plan.x.shape, "conv2d dx") if need_dx else None
+    if dx is not None and dx.size:
+        _core.conv2d_backward_input(gf, kf, dx, *plan.args())
+    dkernel, dbias = plan.weight_grads(
+        lambda dk, db: _core.conv2d_backward_weight(xf, gf, dk, db, *plan.args())
+    )
+    return dx, dkernel, dbias

@@ -55,7 +55,8 @@ SPEEDUPS = (1, 10)
 # --------------------------------------------------------------------------- workers
 def worker_throughput(args):
     import fastconv
-    from fastconv.cli import build_mnist_model, load_mnist_family
+    from fastconv.applications import build_mnist_model
+    from fastconv.cli import load_mnist_family
 
     if args.distributed:
         fastconv.distribution.set_distribution(fastconv.distribution.DataParallel())
@@ -103,7 +104,7 @@ def worker_allreduce(args):
 
 def worker_profile(args):
     import fastconv
-    from fastconv.cli import build_cats_vs_dogs_model, build_mnist_model
+    from fastconv.applications import build_cats_vs_dogs_model, build_mnist_model
 
     fastconv.set_num_threads(args.threads)
     fastconv.set_random_seed(0)

@@ -28,6 +28,7 @@ import tempfile
 import time
 
 import numpy as np
+from fastconv.applications import build_cats_vs_dogs_model
 
 IMAGE_SIZE = (180, 180)
 BATCH_SIZE = 32
@@ -80,23 +81,6 @@ def _timed(fn, repeats=2):
         result = fn()
         best = min(best, time.perf_counter() - t)
     return result, best
-
-
-def lecture_model():
-    import fastconv as keras
-    from fastconv import layers
-
-    inputs = keras.Input(shape=(180, 180, 3))
-    x = layers.Rescaling(1.0 / 255)(inputs)
-    for i, filters in enumerate((32, 64, 128, 256, 256)):
-        x = layers.Conv2D(filters=filters, kernel_size=3, activation="relu")(x)
-        if i < 4:
-            x = layers.MaxPooling2D(pool_size=2)(x)
-    x = layers.Flatten()(x)
-    outputs = layers.Dense(1, activation="sigmoid")(x)
-    model = keras.Model(inputs=inputs, outputs=outputs)
-    model.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
-    return model
 
 
 def models_available():
@@ -186,7 +170,7 @@ def measure_all(folder, with_training=True):
     r["naive"] = n / s
     r["draft_mae"], r["draft_p99"] = draft_error(folder)
     if with_training and models_available():
-        model = lecture_model()
+        model = build_cats_vs_dogs_model()
         r["train_step"] = train_step_rate(model)
         r["wait_share"], r["fed_rate"] = overlap(model, ds)
     return r
@@ -224,6 +208,13 @@ except ImportError:  # plain `python bench/bench_input_pipeline.py`
 if pytest is not None:
     _results = {}
 
+    def _record(benchmark, key, images):
+        """images/s of the fastest round (nothing with --benchmark-disable: no statistics)."""
+        if benchmark.stats is None:
+            return
+        _results[key] = images / benchmark.stats.stats.min
+        benchmark.extra_info["images_per_s"] = _results[key]
+
     @pytest.fixture(scope="module")
     def folder(tmp_path_factory):
         root = str(tmp_path_factory.mktemp("jpegs"))
@@ -234,26 +225,23 @@ if pytest is not None:
     def test_pipeline(benchmark, folder):
         ds = dataset(folder)
         n = benchmark.pedantic(pipeline_epoch, args=(ds,), rounds=3, iterations=1)
-        _results["pipeline"] = n / benchmark.stats.stats.min
-        benchmark.extra_info["images_per_s"] = _results["pipeline"]
+        _record(benchmark, "pipeline", n)
 
     def test_naive_loop(benchmark, folder):
         paths = dataset(folder).file_paths
         n = benchmark.pedantic(naive_epoch, args=(paths,), rounds=2, iterations=1)
-        _results["naive"] = n / benchmark.stats.stats.min
-        benchmark.extra_info["images_per_s"] = _results["naive"]
+        _record(benchmark, "naive", n)
 
     def test_train_step(benchmark):
         if not models_available():
             pytest.skip("fastconv models are not available")
-        model = lecture_model()
+        model = build_cats_vs_dogs_model()
         rng = np.random.default_rng(0)
         x = rng.uniform(0, 255, (BATCH_SIZE, *IMAGE_SIZE, 3)).astype(np.float32)
         y = rng.integers(0, 2, BATCH_SIZE).astype(np.float32)
         model.train_on_batch(x, y)
         benchmark.pedantic(model.train_on_batch, args=(x, y), rounds=3, iterations=1)
-        _results["train_step"] = BATCH_SIZE / benchmark.stats.stats.min
-        benchmark.extra_info["images_per_s"] = _results["train_step"]
+        _record(benchmark, "train_step", BATCH_SIZE)
 
     def test_ratios():
         if "pipeline" not in _results or "naive" not in _results:

@@ -3,14 +3,9 @@
     python -m pytest bench/bench_models.py --benchmark-only [-k A]
 
 Model A (MNIST convnet, batch 64, rmsprop, sparse categorical cross-entropy) and model B
-(cats-vs-dogs convnet, batch 32, rmsprop, binary cross-entropy), each as
-
-- ``fastconv``: fastconv's Keras-shaped API, ``Model(...).train_on_batch`` / ``predict_on_batch``;
-- ``fastconv-winograd``: the same with the opt-in Winograd F(2x2, 3x3) convolutions on;
-- ``fastconv-ops``: the same step written directly with fastconv.ops (references.OpsModel): the
-  difference to ``fastconv`` is the API's overhead;
-- ``torch``: PyTorch, channels_last, RMSprop(lr=1e-3), CrossEntropyLoss / BCEWithLogitsLoss;
-- ``keras``: Keras on TensorFlow when importable (optional; skipped otherwise).
+(cats-vs-dogs convnet, batch 32, rmsprop, binary cross-entropy), each as every implementation of
+fcbench.zoo: fastconv, fastconv-winograd, fastconv-ops, torch and keras (Keras on TensorFlow, when
+importable; skipped otherwise).
 
 ``extra_info["images"]`` is the batch size: images/s = images / time.
 """
@@ -18,14 +13,13 @@ Model A (MNIST convnet, batch 64, rmsprop, sparse categorical cross-entropy) and
 from __future__ import annotations
 
 import pytest
-import references
+from fcbench import zoo
 
-IMPLS = ("fastconv", "fastconv-winograd", "fastconv-ops", "torch", "keras")
 PARAMS = [
     pytest.param(which, mode, impl, id=f"{which}-{mode}-{impl}")
     for which in ("A", "B")
     for mode in ("train", "predict")
-    for impl in IMPLS
+    for impl in zoo.IMPLS
 ]
 
 _cache: dict = {}
@@ -36,31 +30,16 @@ def _steps(which, impl, request):
     key = (which, impl)
     if key in _cache:
         return _cache[key]
-    x, y = references.model_batch(which)
-    if impl == "fastconv":
-        try:
-            model = references.fastconv_model(which)
-        except (AttributeError, ImportError) as exc:
-            pytest.skip(f"fastconv's Keras-shaped Model is not available yet: {exc}")
-        steps = (lambda: model.train_on_batch(x, y)), (lambda: model.predict_on_batch(x))
-    elif impl == "fastconv-winograd":
-        model = references.fastconv_model(which)
-        steps = (
-            references.with_winograd(lambda: model.train_on_batch(x, y)),
-            references.with_winograd(lambda: model.predict_on_batch(x)),
-        )
-    elif impl == "fastconv-ops":
-        model = references.OpsModel(which)
-        steps = (lambda: model.train_step(x, y)), (lambda: model.predict(x))
-    elif impl == "torch":
-        torch = request.getfixturevalue("torch_module")
-        steps = references.torch_steps(torch, which, x, y)
-    else:
-        import fastconv
+    import fastconv
 
-        steps = references.keras_steps(which, x, y, fastconv.get_num_threads())
-        if steps is None:
-            pytest.skip("Keras on TensorFlow is not installed (optional)")
+    torch = request.getfixturevalue("torch_module") if impl == "torch" else None
+    x, y = zoo.model_batch(which)
+    try:
+        steps = zoo.model_steps(impl, which, x, y, torch, fastconv.get_num_threads())
+    except (AttributeError, ImportError) as exc:
+        pytest.skip(f"{impl}: fastconv's Keras-shaped Model is not available: {exc}")
+    if steps is None:
+        pytest.skip(f"{impl} is not installed (optional)")
     _cache[key] = steps
     return steps
 
@@ -71,7 +50,7 @@ def test_model(benchmark, request, which, mode, impl):
     fn = train if mode == "train" else predict
     for _ in range(3):  # warm-up: workspaces, oneDNN primitives, optimizer state
         fn()
-    batch = references.MODEL_SPECS[which]["batch"]
+    batch = zoo.MODEL_SPECS[which]["batch"]
     benchmark.group = f"model {which} {mode} (batch {batch})"
     benchmark.extra_info.update(images=batch, impl=impl)
     benchmark.pedantic(fn, rounds=5 if which == "B" else 20, iterations=1, warmup_rounds=0)

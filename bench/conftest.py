@@ -17,7 +17,7 @@ import sys
 import pytest
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, BENCH_DIR)  # so the bench modules can `import shapes, references`
+sys.path.insert(0, BENCH_DIR)  # so the suite can `import fcbench`
 
 
 def pytest_addoption(parser):
@@ -49,20 +49,16 @@ def pytest_collect_file(parent, file_path):
 
 
 def pytest_configure(config):
-    import fastconv
-    import references
+    from fcbench.runtime import configure
 
-    n = config.getoption("--bench-threads") or fastconv.get_num_threads()
-    fastconv.set_num_threads(n)
-    references.set_blas_threads(n)
-    references.setup_torch(n)
+    configure(config.getoption("--bench-threads"))
 
 
 def pytest_report_header(config):
     import fastconv
-    import references
+    from fcbench.runtime import torch_or_none
 
-    torch = references.torch_or_none()
+    torch = torch_or_none()
     torch_line = f"{torch.__version__}, {torch.get_num_threads()} threads" if torch else "absent"
     lines = [
         f"fastconv {fastconv.info()}",
@@ -77,9 +73,9 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def torch_module():
     """torch, or skip the test when PyTorch is not installed."""
-    import references
+    from fcbench.runtime import torch_or_none
 
-    torch = references.torch_or_none()
+    torch = torch_or_none()
     if torch is None:
         pytest.skip("PyTorch is not installed (pip install torch==2.13.0)")
     return torch
@@ -89,11 +85,11 @@ def torch_module():
 def blas_threads(request):
     """set(n) changes NumPy's BLAS threads for one test; restored afterwards."""
     import fastconv
-    import references
+    from fcbench.runtime import set_blas_threads
 
-    yield references.set_blas_threads
+    yield set_blas_threads
     n = request.config.getoption("--bench-threads") or fastconv.get_num_threads()
-    references.set_blas_threads(n)
+    set_blas_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -12,16 +12,15 @@ batch 64, shuffled each epoch, NHWC/channels_last, the same number of threads.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import time
 
-# PyTorch before fastconv, so that its OpenMP runtime keeps its own defaults (references.py).
-if importlib.util.find_spec("torch") is not None:
-    import torch  # noqa: F401
+import fcbench  # noqa: F401  (first: PyTorch before fastconv, each keeps its OpenMP defaults)
 
+# isort: split
 import fastconv as keras
 import numpy as np
-from fastconv.cli import build_mnist_model
+from fastconv.applications import build_mnist_model
+from fcbench.baselines.pytorch import torch_model
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -52,14 +51,7 @@ def run_torch(data, epochs: int, seed: int, threads: int) -> dict | None:
         return None
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 128, 3), nn.ReLU(),
-        nn.Flatten(), nn.Linear(1152, 10),
-    ).to(memory_format=torch.channels_last)  # fmt: skip
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    model, optimizer, loss_fn = torch_model(torch, "A")  # the same graph, RMSprop as Keras'
     (x_train, y_train), (x_test, y_test) = data
 
     def nchw(x):
@@ -73,7 +65,7 @@ def run_torch(data, epochs: int, seed: int, threads: int) -> dict | None:
         for i in range(0, len(xt), 64):
             idx = order[i : i + 64]
             optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()
             optimizer.step()
         seconds.append(time.perf_counter() - start)

@@ -14,9 +14,12 @@ import argparse
 import collections
 import time
 
+import fcbench  # noqa: F401  (first: PyTorch before fastconv, each keeps its OpenMP defaults)
+
+# isort: split
 import numpy as np
-import references
 from fastconv import ops
+from fcbench import zoo
 
 
 class _StubbedCore:
@@ -69,8 +72,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="default: 200 (A), 5 (B)")
     args = parser.parse_args()
     steps = args.steps or (200 if args.model == "A" else 5)
-    x, y = references.model_batch(args.model)
-    model = references.fastconv_model(args.model)
+    x, y = zoo.model_batch(args.model)
+    model = zoo.fastconv_model(args.model)
     times = collections.defaultdict(list)
     core = ops._core
     ops._core = _TimedCore(core, times)

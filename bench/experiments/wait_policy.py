@@ -1,6 +1,7 @@
 """The MNIST training step under fastconv's OpenMP waiting default and under passive waiting.
 
-    python bench/wait_policy.py [--busy] [--rounds 3] [--steps 300] [--spins 10000,100000]
+    python bench/experiments/wait_policy.py [--busy] [--rounds 3] [--steps 300]
+                                            [--spins 10000,100000]
 
 Each setting runs in its own process (the OpenMP runtime reads it once, at load), alternating,
 and prints the median step time of each run and the ratio of the medians. ``--busy`` keeps one
@@ -19,9 +20,10 @@ import sys
 CHILD = """
 import sys, time
 sys.path.insert(0, {bench!r})
-import numpy as np, references
-x, y = references.model_batch("A")
-m = references.fastconv_model("A")
+import numpy as np
+from fcbench import zoo
+x, y = zoo.model_batch("A")
+m = zoo.fastconv_model("A")
 for _ in range(5):
     m.train_on_batch(x, y)
 ts = []
@@ -34,7 +36,8 @@ print(np.median(ts) * 1e3)
 def run(env_extra, steps):
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(env_extra)
-    code = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)), steps=steps)
+    bench = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = CHILD.format(bench=bench, steps=steps)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     out.check_returncode()
     return float(out.stdout.strip().splitlines()[-1])

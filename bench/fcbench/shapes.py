@@ -1,4 +1,5 @@
-"""Layer shapes of the lecture's two convnets, at their training batch sizes, and their costs.
+"""The case lists: layer shapes of the lecture's two convnets, at their training batch sizes, their
+costs and data; the two models' specs and batches.
 
 Model A, the MNIST convnet (batch 64)::
 
@@ -221,3 +222,36 @@ def relu_data(s: ReluShape, seed: int = 0):
     x = rng.standard_normal(s.shape, dtype=np.float32)
     dy = rng.standard_normal(s.shape, dtype=np.float32)
     return x, dy
+
+
+# ----------------------------------------------------------------------------------------------
+# whole models: what the ops-level and PyTorch versions are built from (the Keras-shaped graphs
+# come from fastconv.applications), and a batch of each
+
+MODEL_SPECS = {
+    # conv filters, whether a 2x2 max pool follows each conv, input shape, classes, batch
+    "A": dict(
+        filters=(32, 64, 128), pools=(True, True, False), input=(28, 28, 1), units=10, batch=BATCH_A
+    ),
+    "B": dict(
+        filters=(32, 64, 128, 256, 256),
+        pools=(True, True, True, True, False),
+        input=(180, 180, 3),
+        units=1,
+        batch=BATCH_B,
+    ),
+}
+
+
+def model_batch(which, seed=0):
+    """(x, y) of one training batch of model A (MNIST-like) or B (180x180 RGB, 0..255)."""
+    spec = MODEL_SPECS[which]
+    rng = np.random.default_rng(seed)
+    n = spec["batch"]
+    if which == "A":
+        x = rng.random((n,) + spec["input"], dtype=np.float32)
+        y = rng.integers(0, 10, n)
+    else:
+        x = (rng.random((n,) + spec["input"], dtype=np.float32) * 255).astype(np.float32)
+        y = rng.integers(0, 2, n).astype(np.float32)
+    return x, y

@@ -1,8 +1,8 @@
 """What a kernel call costs after the calling thread spent a while in Python: the OpenMP worker
 may have gone to sleep, and waking it costs tens of microseconds on a virtual machine.
 
-    python bench/wake_latency.py            # under fastconv's default GOMP_SPINCOUNT
-    GOMP_SPINCOUNT=100000 python bench/wake_latency.py
+    python bench/experiments/wake_latency.py            # under fastconv's default GOMP_SPINCOUNT
+    GOMP_SPINCOUNT=100000 python bench/experiments/wake_latency.py
 
 Times a two-thread ReLU of 200,000 floats (about 10 us of work) after busy-waiting in Python for
 each gap; prints the median call time per gap.
@@ -10,6 +10,7 @@ each gap; prints the median call time per gap.
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
@@ -30,6 +31,7 @@ def call_after(gap_s: float, x: np.ndarray, calls: int = 400) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     x = np.random.default_rng(0).standard_normal(200_000).astype(np.float32)
     setting = os.environ.get("OMP_WAIT_POLICY") or f"GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}"
     gaps = (0, 10e-6, 20e-6, 40e-6, 100e-6, 1e-3)

@@ -314,6 +314,17 @@ class Layer:
     output_activation = None  # "softmax" | "sigmoid" | None
     preactivation = None
 
+    # What forward keeps for backward (its tape), by attribute name: release_tape drops it.
+    _TAPE_ATTRIBUTES = ("_x", "_y", "preactivation", "_mask", "_tape")
+
+    def release_tape(self) -> None:
+        """Drop what forward kept for backward, once no backward pass will read it (the
+        execution plan calls this after a training step's backward and during inference), so
+        the memory returns to the step's buffer pool at once."""
+        for name in self._TAPE_ATTRIBUTES:
+            if name in self.__dict__:
+                setattr(self, name, None)
+
     def backward_preactivation(self, dz, need_dx=True):
         raise NotImplementedError
 

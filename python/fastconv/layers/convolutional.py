@@ -140,9 +140,18 @@ class Conv2D(Layer):
     def preactivation_grad(self, x, dz, need_dx=True):
         """Weight gradients (kept in ``grads``) and, with ``need_dx``, the input gradient, for
         input ``x`` and the gradient ``dz`` of the pre-activation output: the backward pass of
-        an execution step that ran this convolution itself."""
-        dx, dk, db = ops.conv2d_grad(x, self.kernel, dz, need_dx=bool(need_dx), **self.op_kwargs())
-        self.set_gradients(dk, db)
+        an execution step that ran this convolution itself. A frozen layer
+        (``trainable=False``) computes no weight gradients."""
+        dx, dk, db = ops.conv2d_grad(
+            x,
+            self.kernel,
+            dz,
+            need_dx=bool(need_dx),
+            need_weight_grads=self.trainable,
+            **self.op_kwargs(),
+        )
+        if self.trainable:
+            self.set_gradients(dk, db)
         return dx if need_dx else None
 
     def set_gradients(self, kernel_grad, bias_grad) -> None:

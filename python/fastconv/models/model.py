@@ -68,11 +68,10 @@ class Model(Trainer, Layer):
             if len(inputs) != 1:
                 raise ValueError("fastconv models support exactly one input tensor")
             inputs = inputs[0]
-        if isinstance(outputs, (list, tuple)):
-            if len(outputs) != 1:
-                raise ValueError("fastconv models support exactly one output tensor")
-            outputs = outputs[0]
-        for what, t in (("inputs", inputs), ("outputs", outputs)):
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        if not outputs:
+            raise ValueError("`outputs` must hold at least one tensor")
+        for what, t in [("inputs", inputs)] + [("outputs", t) for t in outputs]:
             if not isinstance(t, KerasTensor):
                 raise ValueError(
                     f"`{what}` must be a symbolic tensor from `Input(...)` or a layer call; "
@@ -80,17 +79,16 @@ class Model(Trainer, Layer):
                 )
         if not isinstance(inputs._keras_history[0], InputLayer):
             raise ValueError("`inputs` must be the tensor returned by `Input(...)`")
-        chain = []
-        t = outputs
-        while t._keras_history[1] is not None:
-            chain.append(t._keras_history[0])
-            t = t._keras_history[1]
-        if t is not inputs:
-            raise ValueError(
-                f"Graph disconnected: the output tensor {outputs!r} cannot be computed from the "
-                f"given input {inputs!r} (it comes from input layer '{t._keras_history[0].name}')."
-            )
-        layers = [inputs._keras_history[0]] + chain[::-1]
+        paths = [_path(inputs, t) for t in outputs]
+        chain = max(paths, key=len)
+        for t, path in zip(outputs, paths):
+            if (not path and len(outputs) > 1) or path != chain[: len(path)]:
+                raise ValueError(
+                    f"fastconv models run one chain of layers: every output must be the output "
+                    f"of a layer on the chain from the input to the last output; {t!r} is not."
+                )
+        self._output_positions = tuple(len(path) - 1 for path in paths)
+        layers = [inputs._keras_history[0]] + chain
         counts = collections.Counter(layer.name for layer in layers)
         dup = sorted(name for name, n in counts.items() if n > 1)
         if dup:
@@ -100,7 +98,7 @@ class Model(Trainer, Layer):
             )
         self._graph_layers = layers
         self._plan = None
-        self.inputs, self.outputs = [inputs], [outputs]
+        self.inputs, self.outputs = [inputs], outputs
         self.built = True
         self._build_input_shape = inputs.shape
 
@@ -125,8 +123,9 @@ class Model(Trainer, Layer):
 
     @property
     def output(self):
+        """The output tensor; the list of them for a model with several outputs (as Keras)."""
         self._require_built()
-        return self.outputs[0]
+        return self.outputs[0] if len(self.outputs) == 1 else list(self.outputs)
 
     @property
     def input_shape(self):
@@ -134,6 +133,8 @@ class Model(Trainer, Layer):
 
     @property
     def output_shape(self):
+        if len(self.outputs) > 1:
+            return [t.shape for t in self.outputs]
         return self.output.shape
 
     def _require_built(self):
@@ -183,6 +184,8 @@ class Model(Trainer, Layer):
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         self._require_built()
+        if len(self.outputs) > 1:
+            raise ValueError(f"Model '{self.name}' has several outputs: it cannot be a layer")
         return (input_shape[0],) + tuple(self.outputs[0].shape[1:])
 
     # ------------------------------------------------------------------ execution
@@ -203,7 +206,8 @@ class Model(Trainer, Layer):
         """The plan of this model's chain, compiled on first use and kept until the graph or
         ``fuse`` changes."""
         if self._plan is None:
-            self._plan = ExecutionPlan(self._chain(), fuse=self._fuse)
+            positions = getattr(self, "_output_positions", None)
+            self._plan = ExecutionPlan(self._chain(), fuse=self._fuse, outputs=positions)
         return self._plan
 
     def forward(self, x, training=False):
@@ -214,6 +218,9 @@ class Model(Trainer, Layer):
 
     def backward_preactivation(self, dz, need_dx=True):
         return self._execution_plan().backward(dz, need_dx, from_preactivation=True)
+
+    def release_tape(self) -> None:
+        self._execution_plan().release()
 
     @property
     def output_activation(self):
@@ -315,6 +322,10 @@ class Model(Trainer, Layer):
     def _out_shape(self, n):
         return (n,) + tuple(self.outputs[0].shape[1:])
 
+    def _out_shapes(self, n):
+        """The shape of each output for ``n`` samples."""
+        return [(n,) + tuple(t.shape[1:]) for t in self.outputs]
+
     def _ensure_built(self, x_shape):
         if not self._graph_layers:
             if len(x_shape) < 2:
@@ -336,6 +347,10 @@ class Model(Trainer, Layer):
         saving.load_weights(self, filepath)
 
     def get_config(self) -> dict[str, Any]:
+        if len(self.outputs or ()) > 1:
+            raise ValueError(
+                f"Model '{self.name}' has several outputs: fastconv saves models with one output"
+            )
         layers = [serialize_layer(layer) for layer in self.layers]
         for i, entry in enumerate(layers):
             entry["inbound"] = None if i == 0 else i - 1
@@ -351,6 +366,21 @@ class Model(Trainer, Layer):
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={bool(self._graph_layers)}>"
+
+
+def _path(inputs: KerasTensor, tensor: KerasTensor) -> list[Layer]:
+    """The layers from ``inputs`` to ``tensor``, in execution order."""
+    chain = []
+    t = tensor
+    while t._keras_history[1] is not None:
+        chain.append(t._keras_history[0])
+        t = t._keras_history[1]
+    if t is not inputs:
+        raise ValueError(
+            f"Graph disconnected: the output tensor {tensor!r} cannot be computed from the "
+            f"given input {inputs!r} (it comes from input layer '{t._keras_history[0].name}')."
+        )
+    return chain[::-1]
 
 
 Functional = Model

@@ -4,7 +4,7 @@ A step runs forward and backward over one layer or over a fused group of neighbo
 call ``ops`` and the layers' own passes, and keep the tape of what they ran themselves. Layers
 never see their neighbours: every fusion is decided here.
 
-Fusions (all off with ``fuse=False``, where each layer runs alone):
+Fusions of layers (off with ``fuse=False``, where each layer runs alone):
 
 * ``ConvMaxPoolStep``: a linear or ReLU convolution of an image (1-4 channels) under
   non-overlapping unpadded max pooling runs forward in one pass (each band of conv rows pooled in
@@ -13,8 +13,8 @@ Fusions (all off with ``fuse=False``, where each layer runs alone):
   otherwise the pooling routes its gradient through the ReLU mask in the same pass.
 * ``ActivationMaxPoolStep``: a ReLU-activated layer followed by max pooling; the pooling's
   backward applies the ReLU mask (one pass over the large activation instead of two).
-* ``LossStep``: a softmax or sigmoid output with its matching crossentropy is differentiated
-  from the logits.
+And always: ``LossStep`` differentiates a softmax or sigmoid output with its matching
+crossentropy from the logits (the gradient survives where the probabilities saturate).
 
 To add a fusion: a step class with ``forward``/``backward`` (and ``layers``), and a rule in
 ``_fuse_at`` that says when it takes the layers at a position.
@@ -52,6 +52,9 @@ class LayerStep:
             return self.layer.backward_preactivation(dy, need_dx=need_dx)
         return self.layer.backward(dy, need_dx=need_dx)
 
+    def release(self) -> None:
+        self.layer.release_tape()
+
     @property
     def output_activation(self) -> str | None:
         return self.layer.output_activation
@@ -67,10 +70,19 @@ class _PoolingStep:
     output_activation = None
     preactivation = None
     layers: tuple[Layer, ...] = ()
+    _TAPE_ATTRIBUTES: tuple[str, ...] = ()
+
+    def release(self) -> None:
+        for name in self._TAPE_ATTRIBUTES:
+            setattr(self, name, None)
+        for layer in self.layers:
+            layer.release_tape()
 
 
 class ConvMaxPoolStep(_PoolingStep):
     """An image's convolution (1-4 channels, linear or ReLU) and its max pooling in one pass."""
+
+    _TAPE_ATTRIBUTES = ("_x", "_conv_y")
 
     def __init__(self, conv: Conv2D, pool: MaxPooling2D) -> None:
         self.conv, self.pool = conv, pool
@@ -127,6 +139,8 @@ class ConvMaxPoolStep(_PoolingStep):
 class ActivationMaxPoolStep(_PoolingStep):
     """A ReLU-activated layer, then max pooling whose backward applies the ReLU mask."""
 
+    _TAPE_ATTRIBUTES = ("_pool_x",)
+
     def __init__(self, producer: Layer, pool: MaxPooling2D) -> None:
         self.producer, self.pool = producer, pool
         self.layers = (producer, pool)
@@ -167,15 +181,26 @@ def _fuse_at(chain: Sequence[Layer], i: int):
 class ExecutionPlan:
     """The steps of one model's chain of layers (``InputLayer`` excluded), fused or not."""
 
-    def __init__(self, chain: Sequence[Layer], fuse: bool = True) -> None:
+    def __init__(
+        self, chain: Sequence[Layer], fuse: bool = True, outputs: Sequence[int] | None = None
+    ) -> None:
+        """``outputs``: the positions in ``chain`` of the layers whose outputs ``forward``
+        returns (default: the last). A fused step never hides one of them: a pair whose first
+        layer's output is wanted runs as two steps."""
         self.fuse = bool(fuse)
+        self.has_tape = False  # whether the steps hold what a backward pass reads
+        self.outputs = tuple(outputs) if outputs is not None else (len(chain) - 1,)
         self.steps: list[Any] = []
+        self._step_of: dict[int, int] = {}  # chain position of a step's last layer -> step
         i = 0
         while i < len(chain):
             step = _fuse_at(chain, i) if self.fuse else None
+            if step is not None and set(self.outputs) & set(range(i, i + len(step.layers) - 1)):
+                step = None
             step = step or LayerStep(chain[i])
             self.steps.append(step)
             i += len(step.layers)
+            self._step_of[i - 1] = len(self.steps) - 1
 
     def describe(self) -> list[str]:
         """One line per step: its kind and the layers it runs (for tests and the profile)."""
@@ -185,11 +210,25 @@ class ExecutionPlan:
         ]
 
     def forward(self, x: np.ndarray, training: bool = False, keep_tape: bool = True):
-        """Run every step; without ``keep_tape`` (predict, evaluate) steps may drop activations
-        that only a backward pass reads."""
+        """Run every step; without ``keep_tape`` (predict, evaluate) no step keeps what only a
+        backward pass reads, so each activation is freed once the next step has read it.
+        With several ``outputs``: the list of them (the arrays the steps passed on)."""
+        passed = []
+        self.has_tape = False
         for step in self.steps:
             x = step.forward(x, training, keep_tape)
-        return x
+            if not keep_tape and step is not self.steps[-1]:  # the loss reads the last's logits
+                step.release()
+            if len(self.outputs) > 1:
+                passed.append(x)
+        self.has_tape = keep_tape
+        return [passed[self._step_of[k]] for k in self.outputs] if passed else x
+
+    def release(self) -> None:
+        """Drop every step's tape."""
+        self.has_tape = False
+        for step in self.steps:
+            step.release()
 
     def backward(
         self,
@@ -197,28 +236,55 @@ class ExecutionPlan:
         need_dx: bool,
         from_preactivation: bool = False,
         on_layer_done: LayerDone | None = None,
+        release_tape: bool = False,
+        down_to: int | None = None,
     ) -> np.ndarray | None:
         """The steps backward in reverse; each computes an input gradient only when something
         before it needs one (``need_dx`` for the model's input, or trainable weights upstream).
-        ``on_layer_done(layer)`` is called as soon as a layer's gradients are final."""
-        needs = self._input_gradient_needed(need_dx)
-        for i in range(len(self.steps) - 1, -1, -1):
-            step = self.steps[i]
-            if not needs[i] and not any(layer.has_trainable_weights for layer in step.layers):
-                return None
-            dy = step.backward(dy, needs[i], from_preactivation)
-            from_preactivation = False
-            if on_layer_done is not None:
-                for layer in reversed(step.layers):
-                    on_layer_done(layer)  # data-parallel: start sending its gradients
-            if not needs[i]:
-                return None
-        return dy
+        ``on_layer_done(layer)`` is called as soon as a layer's gradients are final. With
+        ``release_tape`` (a training step) each step's tape is dropped once it has run.
+        ``down_to``: stop at the output of the chain's layer at that position (one of
+        ``outputs``, so that a step ends there) and return its gradient (with ``need_dx``); the
+        steps before it do not run."""
+        if not self.has_tape and self.steps:
+            raise RuntimeError(
+                "backward needs the activations of forward(x) (predict and evaluate do not keep "
+                "them, and a training step drops them after its backward pass); run forward first"
+            )
+        first = 0 if down_to is None else self._step_after(down_to)
+        needs = self._input_gradient_needed(need_dx, first)
+        try:
+            for i in range(len(self.steps) - 1, first - 1, -1):
+                step = self.steps[i]
+                if not needs[i] and not any(layer.has_trainable_weights for layer in step.layers):
+                    return None
+                dy = step.backward(dy, needs[i], from_preactivation)
+                from_preactivation = False
+                if release_tape:
+                    step.release()
+                if on_layer_done is not None:
+                    for layer in reversed(step.layers):
+                        on_layer_done(layer)  # data-parallel: start sending its gradients
+                if not needs[i]:
+                    return None
+            return dy
+        finally:
+            if release_tape:
+                self.release()
 
-    def _input_gradient_needed(self, need_dx: bool) -> list[bool]:
-        """needs[i]: step i must compute the gradient of its input."""
-        needs, seen = [], bool(need_dx)
-        for step in self.steps:
+    def _step_after(self, position: int) -> int:
+        """The step that starts right after the chain's layer at ``position``."""
+        if position not in self._step_of:
+            raise ValueError(
+                f"the output of the chain's layer {position} is inside a fused step: compile "
+                "the plan with that position in `outputs`"
+            )
+        return self._step_of[position] + 1
+
+    def _input_gradient_needed(self, need_dx: bool, first: int = 0) -> list[bool]:
+        """needs[i]: step i must compute the gradient of its input (steps from ``first`` on)."""
+        needs, seen = [False] * first, bool(need_dx)
+        for step in self.steps[first:]:
             needs.append(seen)
             seen = seen or any(layer.has_trainable_weights for layer in step.layers)
         return needs
@@ -241,8 +307,7 @@ class LossStep:
         self.loss = loss
         self.plan = plan
         self.from_logits = (
-            plan.fuse
-            and loss.fused_activation is not None
+            loss.fused_activation is not None
             and not getattr(loss, "from_logits", False)
             and plan.output_activation == loss.fused_activation
         )

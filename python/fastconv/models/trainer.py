@@ -9,6 +9,7 @@ and the graph.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from .. import distribution
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
+from ..ops._buffers import BufferPool
 from .data_adapters import ArrayData, IterData, as_array, is_array_like
 from .plan import LossStep
 from .progress import Progress, resolve_verbose
@@ -70,10 +72,32 @@ def _validation_arrays(validation_data):
     return validation_data[0], validation_data[1]
 
 
+def _with_buffer_pool(release_after: bool):
+    """Run the method's steps with the model's buffer pool (the memory plan: each step's large
+    outputs reuse the last step's buffers). ``release_after``: return the pool's free buffers
+    to the system when the call ends (fit, evaluate, predict; not the one-batch calls a loop
+    repeats)."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def run(self, *args, **kwargs):
+            try:
+                with self._buffers.active():
+                    return method(self, *args, **kwargs)
+            finally:
+                if release_after:
+                    self._buffers.release_free()
+
+        return run
+
+    return decorate
+
+
 class Trainer:
     """compile / fit / evaluate / predict for ``Model`` (see the module docstring)."""
 
     def _init_trainer(self) -> None:
+        self._buffers = BufferPool()
         self.optimizer = None
         self.loss = None
         self._loss = None
@@ -140,6 +164,11 @@ class Trainer:
             raise ValueError(
                 "You must call `compile()` with a `loss` before training or evaluating the model."
             )
+        if self.outputs and len(self.outputs) > 1:
+            raise ValueError(
+                f"fastconv trains and evaluates models with one output; '{self.name}' has "
+                f"{len(self.outputs)} (predict returns one array per output)"
+            )
 
     def _loss_step(self) -> LossStep:
         plan = self._execution_plan()
@@ -164,7 +193,7 @@ class Trainer:
         plan, loss_step = self._execution_plan(), self._loss_step()
         y_pred = plan.forward(x, training=True, keep_tape=True)
         per, grad = loss_step(y, y_pred)
-        plan.backward(grad, False, loss_step.from_logits, on_layer_done)
+        plan.backward(grad, False, loss_step.from_logits, on_layer_done, release_tape=True)
         return float(np.mean(per, dtype=np.float64)), y_pred
 
     def _train_step(self, x, y):
@@ -261,6 +290,7 @@ class Trainer:
             yield step, xb, yb
 
     # ------------------------------------------------------------------ fit
+    @_with_buffer_pool(release_after=True)
     def fit(
         self,
         x: Any = None,
@@ -363,6 +393,7 @@ class Trainer:
         cbs.on_test_end(logs)
         return logs
 
+    @_with_buffer_pool(release_after=True)
     def evaluate(
         self,
         x: Any = None,
@@ -385,6 +416,7 @@ class Trainer:
         )
         return self._results(self._run_eval(data, cbs, verbose), return_dict)
 
+    @_with_buffer_pool(release_after=True)
     def predict(
         self,
         x: Any,
@@ -401,28 +433,34 @@ class Trainer:
         )
         cbs.on_predict_begin()
         bar = Progress(verbose, data.steps)
-        # Arrays: one output buffer filled batch by batch; datasets: parts joined at the end.
-        out = np.empty(self._out_shape(data.n), np.float32) if isinstance(data, ArrayData) else None
+        # Arrays: one buffer per output filled batch by batch; datasets: parts joined at the end.
+        several = len(self.outputs) > 1  # predict returns a list, as Keras
+        outs = None
+        if isinstance(data, ArrayData):
+            outs = [np.empty(shape, np.float32) for shape in self._out_shapes(data.n)]
         parts, pos = [], 0
         for step, xb, _ in self._batches(data, "prediction", need_y=False):
             cbs.on_predict_batch_begin(step)
             yb = self._infer(xb)
-            if out is not None:
-                out[pos : pos + len(yb)] = yb
-                pos += len(yb)
+            ys = yb if several else [yb]
+            if outs is not None:
+                for out, y in zip(outs, ys):
+                    out[pos : pos + len(y)] = y
+                pos += len(xb)
             else:
-                parts.append(np.array(yb, dtype=np.float32, copy=True))
+                parts.append([np.array(y, dtype=np.float32, copy=True) for y in ys])
             cbs.on_predict_batch_end(step, {"outputs": yb})
             bar.update({})
         bar.close({})
         cbs.on_predict_end()
-        if out is not None:
-            return out
-        if not parts:
-            raise ValueError("The prediction data yielded no batches")
-        return np.concatenate(parts, axis=0)
+        if outs is None:
+            if not parts:
+                raise ValueError("The prediction data yielded no batches")
+            outs = [np.concatenate(part, axis=0) for part in zip(*parts)]
+        return outs if several else outs[0]
 
     # ------------------------------------------------------------------ one batch
+    @_with_buffer_pool(release_after=False)
     def train_on_batch(
         self,
         x: Any,
@@ -440,6 +478,7 @@ class Trainer:
         self._train_step(np.ascontiguousarray(x, dtype=np.float32), y)
         return self._results(self._logs(), return_dict)
 
+    @_with_buffer_pool(release_after=False)
     def test_on_batch(
         self,
         x: Any,
@@ -456,6 +495,7 @@ class Trainer:
         self._test_step(np.ascontiguousarray(x, dtype=np.float32), y)
         return self._results(self._logs(), return_dict)
 
+    @_with_buffer_pool(release_after=False)
     def predict_on_batch(self, x: Any) -> np.ndarray:
         """The model's outputs for one batch."""
         x, _ = self._check_arrays(x, None, need_y=False)

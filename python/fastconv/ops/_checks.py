@@ -10,6 +10,8 @@ from typing import Union
 
 import numpy as np
 
+from ._buffers import aligned_empty
+
 IntPair = Union[int, Sequence[int]]
 ArrayLike = Union[np.ndarray, Sequence, float]
 
@@ -93,22 +95,15 @@ def _physical_memory_bytes() -> int:
         return 1 << 46
 
 
-_ALIGN = 64  # a cache line: the kernels stream large outputs to whole, aligned lines
-
-
 def _empty(shape: tuple[int, ...], what: str) -> np.ndarray:
-    """Allocates a float32 result on a 64-byte boundary, refusing sizes the machine cannot hold
-    (MemoryError)."""
+    """Allocates a float32 result on a 64-byte boundary (from the model's buffer pool inside its
+    steps), refusing sizes the machine cannot hold (MemoryError)."""
     nbytes = 4 * math.prod(shape)
     if nbytes > _physical_memory_bytes():
         raise MemoryError(
             f"{what} of shape {shape} needs {nbytes / 2**30:.1f} GiB, more than this machine has"
         )
-    if nbytes < 1 << 20:  # small results are not streamed (the kernels stream from 48 MB)
-        return np.empty(shape, dtype=np.float32)
-    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
-    start = -raw.ctypes.data % _ALIGN
-    return raw[start : start + nbytes].view(np.float32).reshape(shape)
+    return aligned_empty(shape)
 
 
 def _window_geometry(

@@ -153,11 +153,13 @@ def conv2d_grad(
     padding: str = "valid",
     dilation_rate: IntPair = 1,
     need_dx: bool = True,
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    need_weight_grads: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients (dx, dkernel, dbias) of a convolution given the output gradient ``dy``.
 
     ``need_dx=False`` skips the input gradient (the first layer of a model needs none) and
-    returns None in its place.
+    returns None in its place; ``need_weight_grads=False`` skips the weight gradients (a frozen
+    layer, or input-space gradients for visualisation) and returns None for both.
     """
     plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
     g = _numeric(dy, "dy")
@@ -166,6 +168,8 @@ def conv2d_grad(
     dx = _empty(plan.x.shape, "conv2d dx") if need_dx else None
     if dx is not None and dx.size:
         _core.conv2d_backward_input(gf, kf, dx, *plan.args())
+    if not need_weight_grads:
+        return dx, None, None
     dkernel, dbias = plan.weight_grads(
         lambda dk, db: _core.conv2d_backward_weight(xf, gf, dk, db, *plan.args())
     )

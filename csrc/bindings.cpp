@@ -1,10 +1,12 @@
-// pybind11 bindings: thin. They check what the kernels rely on for memory safety (dtype,
-// contiguity, ranks, matching extents), release the GIL, and call the kernels. Friendly argument
+// pybind11 bindings: thin. They check what the kernels rely on for memory and arithmetic safety
+// (dtype, contiguity, ranks, matching extents, no empty extent a kernel divides by, index
+// arithmetic that cannot overflow), release the GIL, and call the kernels. Friendly argument
 // checking and output allocation live in python/fastconv/ops.py.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <initializer_list>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -12,6 +14,7 @@
 
 #include "core/dispatch.h"
 #include "core/parallel.h"
+#include "core/peak.h"
 #include "kernels/conv2d.h"
 #include "kernels/dense.h"
 #include "kernels/elementwise.h"
@@ -47,6 +50,60 @@ void require_same_size(const py::array& a, const py::array& b, const char* an, c
   require(a.size() == b.size(), std::string(an) + " and " + bn + " must have the same size");
 }
 
+// Kernels divide by and loop over these extents: none may be empty (fastconv.ops returns empty
+// results without calling the kernels).
+void require_nonempty(std::initializer_list<std::pair<const char*, int64_t>> extents) {
+  for (const auto& [name, extent] : extents)
+    require(extent >= 1, std::string(name) + " must be >= 1, got " + std::to_string(extent));
+}
+
+// Along one axis the kernels index input cells at out * stride - pad + tap * dilation for
+// out < outs and tap < taps: every such index (and its distance from the padding) must fit in
+// 64 bits, or the arithmetic would wrap around.
+void require_reach(const char* axis, int64_t outs, int64_t stride, int64_t taps, int64_t dilation,
+                   int64_t pad) {
+  int64_t a, b, reach;
+  const bool wraps =
+      __builtin_mul_overflow(outs - 1, stride, &a) || __builtin_mul_overflow(taps, dilation, &b) ||
+      __builtin_add_overflow(a, b, &reach) || __builtin_add_overflow(reach, pad, &reach);
+  require(!wraps, std::string(axis) +
+                      ": strides, dilation_rate, padding and sizes reach beyond 64-bit indices");
+}
+
+void check_conv(const Conv2dShape& s) {
+  require_nonempty({{"batch", s.batch},
+                    {"input height", s.in_h},
+                    {"input width", s.in_w},
+                    {"input channels", s.in_c},
+                    {"output height", s.out_h},
+                    {"output width", s.out_w},
+                    {"filters", s.out_c},
+                    {"kernel height", s.kernel_h},
+                    {"kernel width", s.kernel_w}});
+  require(s.stride_h > 0 && s.stride_w > 0, "strides must be positive");
+  require(s.dilation_h > 0 && s.dilation_w > 0, "dilation_rate must be positive");
+  require(s.pad_top >= 0 && s.pad_left >= 0, "padding must be non-negative");
+  require_reach("height", s.out_h, s.stride_h, s.kernel_h, s.dilation_h, s.pad_top);
+  require_reach("width", s.out_w, s.stride_w, s.kernel_w, s.dilation_w, s.pad_left);
+  // The input gradient walks the same taps from the input side.
+  require_reach("height", s.in_h, 1, s.kernel_h, s.dilation_h, s.pad_top);
+  require_reach("width", s.in_w, 1, s.kernel_w, s.dilation_w, s.pad_left);
+}
+
+void check_pool(const Pool2dShape& p) {
+  require_nonempty({{"batch", p.batch},
+                    {"input height", p.in_h},
+                    {"input width", p.in_w},
+                    {"channels", p.channels},
+                    {"output height", p.out_h},
+                    {"output width", p.out_w}});
+  require(p.pool_h > 0 && p.pool_w > 0, "pool_size must be positive");
+  require(p.stride_h > 0 && p.stride_w > 0, "strides must be positive");
+  require(p.pad_top >= 0 && p.pad_left >= 0, "padding must be non-negative");
+  require_reach("height", p.out_h, p.stride_h, p.pool_h, 1, p.pad_top);
+  require_reach("width", p.out_w, p.stride_w, p.pool_w, 1, p.pad_left);
+}
+
 // Whether pooling windows (stride = pool size, no padding) tile its input: each input cell under
 // at most one window. Divisions, not products, so that no size can wrap around.
 bool tiles(const Pool2dShape& p) {
@@ -70,12 +127,12 @@ Conv2dShape conv_shape(const Array& x, const Array& kernel, const Array& y, Pair
   require(kernel.shape(2) == x.shape(3), "kernel in_channels must match x channels");
   require(y.shape(0) == x.shape(0) && y.shape(3) == kernel.shape(3),
           "y must be (batch, out_h, out_w, filters)");
-  require(strides.first > 0 && strides.second > 0, "strides must be positive");
-  require(dilation.first > 0 && dilation.second > 0, "dilation_rate must be positive");
-  require(pads.first >= 0 && pads.second >= 0, "padding must be non-negative");
-  return {x.shape(0),     x.shape(1),     x.shape(2),      x.shape(3),      y.shape(1),
-          y.shape(2),     y.shape(3),     kernel.shape(0), kernel.shape(1), strides.first,
-          strides.second, dilation.first, dilation.second, pads.first,      pads.second};
+  const Conv2dShape s{x.shape(0),      x.shape(1),    x.shape(2),     x.shape(3),
+                      y.shape(1),      y.shape(2),    y.shape(3),     kernel.shape(0),
+                      kernel.shape(1), strides.first, strides.second, dilation.first,
+                      dilation.second, pads.first,    pads.second};
+  check_conv(s);
+  return s;
 }
 
 Pool2dShape pool_shape(const Array& x, const Array& y, Pair pool, Pair strides, Pair pads) {
@@ -83,11 +140,11 @@ Pool2dShape pool_shape(const Array& x, const Array& y, Pair pool, Pair strides, 
   require_rank(y, "y", 4);
   require(y.shape(0) == x.shape(0) && y.shape(3) == x.shape(3),
           "pool output must be (batch, out_h, out_w, channels)");
-  require(pool.first > 0 && pool.second > 0, "pool_size must be positive");
-  require(strides.first > 0 && strides.second > 0, "strides must be positive");
-  require(pads.first >= 0 && pads.second >= 0, "padding must be non-negative");
-  return {x.shape(0), x.shape(1),  x.shape(2),    x.shape(3),     y.shape(1), y.shape(2),
-          pool.first, pool.second, strides.first, strides.second, pads.first, pads.second};
+  const Pool2dShape p{x.shape(0),    x.shape(1),     x.shape(2), x.shape(3),
+                      y.shape(1),    y.shape(2),     pool.first, pool.second,
+                      strides.first, strides.second, pads.first, pads.second};
+  check_pool(p);
+  return p;
 }
 
 }  // namespace
@@ -106,10 +163,25 @@ PYBIND11_MODULE(_core, m) {
   m.def("available_isas", &fastconv::available_isas);
   m.def("get_num_threads", &fastconv::num_threads);
   m.def("set_num_threads", [](int n) {
-    require(n >= 1, "num_threads must be >= 1, got " + std::to_string(n));
+    require(n >= 1 && n <= fastconv::kMaxThreads, "num_threads must be in [1, " +
+                                                      std::to_string(fastconv::kMaxThreads) +
+                                                      "], got " + std::to_string(n));
     fastconv::set_num_threads(n);
   });
   m.def("has_openmp", &fastconv::have_openmp);
+  m.def(
+      "fma_peak_gflops",
+      [](const std::string& isa, int threads, double seconds) {
+        if (threads < 1 || threads > fastconv::kMaxThreads)
+          throw std::invalid_argument("fma_peak_gflops: threads must be in [1, 4096]");
+        if (!(seconds > 0.0 && seconds <= 10.0))
+          throw std::invalid_argument("fma_peak_gflops: seconds must be in (0, 10]");
+        py::gil_scoped_release release;
+        return fastconv::fma_peak_gflops(isa, threads, seconds);
+      },
+      py::arg("isa"), py::arg("threads"), py::arg("seconds"));
+  m.def("openmp_runtime_path", &fastconv::openmp_runtime_path);
+  m.def("forked_child_single_threaded", &fastconv::forked_child_single_threaded);
   m.def("winograd_enabled", &fastconv::winograd_enabled);
   m.def("set_winograd_enabled", &fastconv::set_winograd_enabled, py::arg("enabled"));
   m.def("_get_min_thread_nanos", &fastconv::min_thread_nanos);
@@ -143,13 +215,11 @@ PYBIND11_MODULE(_core, m) {
         require_rank(kernel, "kernel", 4);
         require_rank(pooled, "pooled", 4);
         require(kernel.shape(2) == x.shape(3), "kernel in_channels must match x channels");
-        require(strides.first > 0 && strides.second > 0 && dilation.first > 0 &&
-                    dilation.second > 0 && pads.first >= 0 && pads.second >= 0,
-                "strides and dilation_rate must be positive, padding non-negative");
         const Conv2dShape s{x.shape(0),      x.shape(1),    x.shape(2),      x.shape(3),
                             out_hw.first,    out_hw.second, kernel.shape(3), kernel.shape(0),
                             kernel.shape(1), strides.first, strides.second,  dilation.first,
                             dilation.second, pads.first,    pads.second};
+        check_conv(s);
         if (y)
           require(y->ndim() == 4 && y->shape(0) == s.batch && y->shape(1) == s.out_h &&
                       y->shape(2) == s.out_w && y->shape(3) == s.out_c,
@@ -159,7 +229,9 @@ PYBIND11_MODULE(_core, m) {
         const Pool2dShape p{s.batch,         s.out_h,         s.out_w,    s.out_c,
                             pooled.shape(1), pooled.shape(2), pool.first, pool.second,
                             pool.first,      pool.second,     0,          0};
-        require(pooled.shape(0) == s.batch && pooled.shape(3) == s.out_c && tiles(p),
+        check_pool(p);
+        require(pooled.shape(0) == s.batch && pooled.shape(3) == s.out_c && tiles(p) &&
+                    p.out_h == s.out_h / p.pool_h && p.out_w == s.out_w / p.pool_w,
                 "pooled must be the non-overlapping, unpadded max pooling of the conv output");
         float* conv_out = y ? writable(*y, "y") : nullptr;
         float* out = writable(pooled, "pooled");

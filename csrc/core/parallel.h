@@ -2,6 +2,7 @@
 // Thread-count control and helpers shared by all kernels. OpenMP stays optional behind
 // FASTCONV_HAVE_OPENMP so that compilers without it still build a single-threaded library.
 #include <cstdint>
+#include <string>
 
 #if defined(FASTCONV_HAVE_OPENMP)
 #include <omp.h>
@@ -12,13 +13,24 @@
 
 namespace fastconv {
 
+// The most threads a kernel uses (fastconv.MAX_THREADS on the Python side).
+constexpr int kMaxThreads = 4096;
+
+// The thread count for kernels called from this thread: OpenMP's nthreads-var, which
+// set_num_threads sets for every thread (see parallel.cpp); 1 in a child forked after a team ran.
 int num_threads();
 void set_num_threads(int n);
+// Called by parallel_region before a team starts: a child forked later runs single-threaded.
+void note_team_started();
+// Whether this process is a fork child that runs single-threaded (see parallel.cpp).
+bool forked_child_single_threaded();
 // The least work (single-thread nanoseconds) worth one more thread; tests set 0 to run every
 // kernel's multi-threaded split on small shapes.
 double min_thread_nanos();
 void set_min_thread_nanos(double nanos);
 bool have_openmp();
+// The file of the OpenMP runtime the kernels call ("" without OpenMP).
+std::string openmp_runtime_path();
 
 inline int thread_index() {
 #if defined(FASTCONV_HAVE_OPENMP)

@@ -9,6 +9,7 @@ template <class Body>
 void parallel_region(int threads, const Body& body) {
 #if defined(FASTCONV_HAVE_OPENMP)
   if (threads > 1) {
+    note_team_started();
 #pragma omp parallel num_threads(threads)
     {
       FlushDenormalsScope flush;

@@ -17,6 +17,12 @@ struct Window {
 // One channel of one window cell, read and compared: about 0.15 ns on one thread.
 constexpr double kNanosPerCell = 0.15;
 
+// The most cells of one window: windows are clipped to the image, so a pool larger than the
+// image ('same' padding allows any size) needs no more room than the image.
+size_t window_cells(const Pool2dShape& s) {
+  return static_cast<size_t>(std::min(s.pool_h, s.in_h) * std::min(s.pool_w, s.in_w));
+}
+
 Window window_at(const Pool2dShape& s, int64_t oy, int64_t ox) {
   const int64_t y = oy * s.stride_h - s.pad_top, x = ox * s.stride_w - s.pad_left;
   return {std::max<int64_t>(y, 0), std::min(y + s.pool_h, s.in_h), std::max<int64_t>(x, 0),
@@ -54,7 +60,7 @@ void max_pool_forward_row(const KernelTable& kt, const Pool2dShape& s, int64_t o
                           const float* const* rows, float* out_row) {
   const int64_t C = s.channels;
   thread_local std::vector<const float*> cells_storage;
-  cells_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
+  cells_storage.resize(window_cells(s));
   const float** cells = cells_storage.data();  // plain pointers: see conv2d.cpp
   for (int64_t ox = 0; ox < s.out_w; ++ox) {
     const Window w = window_at(s, oy, ox);
@@ -75,8 +81,8 @@ void max_pool_backward_row(const KernelTable& kt, const Pool2dShape& s, int64_t 
   const int64_t C = s.channels;
   thread_local std::vector<const float*> cells_storage;
   thread_local std::vector<float*> outs_storage;
-  cells_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
-  outs_storage.resize(static_cast<size_t>(s.pool_h * s.pool_w));
+  cells_storage.resize(window_cells(s));
+  outs_storage.resize(window_cells(s));
   const float** cells = cells_storage.data();
   float** outs = outs_storage.data();
   for (int64_t ox = 0; ox < s.out_w; ++ox) {

@@ -30,10 +30,19 @@ class CommandError(Exception):
 def cmd_info(args):
     import fastconv
 
-    for key, value in fastconv.info().items():
+    info = fastconv.info()
+    for key, value in info.items():
         if isinstance(value, (list, tuple)):
             value = ", ".join(str(v) for v in value)
         print(f"{key}: {value}")
+    runtimes = info["openmp_runtimes_loaded"]
+    if len(runtimes) > 1:
+        print(
+            f"fastconv info: warning: {len(runtimes)} different OpenMP runtimes are loaded "
+            f"({', '.join(runtimes)}); their thread pools compete for the cores and "
+            "threadpoolctl or OMP_NUM_THREADS may steer only one of them",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -128,20 +137,11 @@ def _setup(args):
 
     if args.distributed:
         _start_distributed()
-    if args.threads is not None:
-        if args.threads < 1:
-            raise CommandError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None:  # the parser checked the range
         fastconv.set_num_threads(args.threads)
     if args.winograd:
         fastconv.set_winograd(True)
         print("Convolutions: Winograd F(2x2, 3x3) where it applies (--winograd)")
-    save = getattr(args, "save", None)
-    if save:  # refuse a bad --save before training, not after it
-        if not str(save).endswith(".keras"):
-            raise CommandError(f"--save must name a .keras file, got {save}")
-        folder = Path(save).expanduser().resolve().parent
-        if not folder.is_dir():
-            raise CommandError(f"--save {save}: the folder {folder} does not exist")
     if args.seed is not None:
         from fastconv.utils import set_random_seed
 
@@ -247,18 +247,50 @@ def cmd_train_cats_vs_dogs(args):
 
 
 # -------------------------------------------------------------------------------------- main
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _int_in(low, high):
+    """An argparse type: an integer in [low, high], else a one-line usage error (exit status 2)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
 
 
-def _count(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+_INT32_MAX = 2**31 - 1
+_positive_int = _int_in(1, _INT32_MAX)
+_count = _int_in(0, 10**7)  # images per class to copy
+_seed = _int_in(0, 2**32 - 1)  # the seeds NumPy's legacy generator and Keras accept
+
+
+def _threads(text):
+    from fastconv.runtime import MAX_THREADS
+
+    return _int_in(1, MAX_THREADS)(text)
+
+
+def _output_file(suffix=""):
+    """An argparse type: a file (ending in ``suffix``) in a folder that exists, refused before
+    any training."""
+
+    def parse(text):
+        if not text.endswith(suffix):
+            raise argparse.ArgumentTypeError(f"must name a {suffix} file, got {text!r}")
+        folder = Path(text).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise argparse.ArgumentTypeError(f"{text}: the folder {folder} does not exist")
+        return text
+
+    parse.__name__ = f"{suffix} file" if suffix else "file"
+    return parse
 
 
 def build_parser():
@@ -291,8 +323,8 @@ def build_parser():
     def common(q, epochs, batch_size):
         q.add_argument("--epochs", type=_positive_int, default=epochs)
         q.add_argument("--batch-size", type=_positive_int, default=batch_size)
-        q.add_argument("--threads", type=_positive_int, default=None, help="kernel threads")
-        q.add_argument("--seed", type=int, default=None, help="fastconv.utils.set_random_seed")
+        q.add_argument("--threads", type=_threads, default=None, help="kernel threads")
+        q.add_argument("--seed", type=_seed, default=None, help="fastconv.utils.set_random_seed")
         q.add_argument(
             "--distributed",
             action="store_true",
@@ -312,15 +344,28 @@ def build_parser():
         help="digits (shipped, default), mnist or fashion_mnist (found locally or downloaded)",
     )
     common(q, 5, 64)
-    q.add_argument("--save", default=None, metavar="PATH", help="save the model (.keras)")
+    q.add_argument(
+        "--save",
+        type=_output_file(".keras"),
+        default=None,
+        metavar="PATH",
+        help="save the model (.keras)",
+    )
     q.set_defaults(func=cmd_train_mnist)
 
     q = tsub.add_parser("cats-vs-dogs", help="the lecture's 180x180 convnet on image folders")
     q.add_argument("data_dir", metavar="DATA_DIR", help="folder with train/, validation/, test/")
     common(q, 30, 32)
     q.add_argument("--augment", action="store_true", help="data augmentation and dropout")
-    q.add_argument("--save", default="best.keras", help="best checkpoint (default best.keras)")
-    q.add_argument("--plot", default=None, metavar="PNG", help="draw loss/accuracy curves")
+    q.add_argument(
+        "--save",
+        type=_output_file(".keras"),
+        default="best.keras",
+        help="best checkpoint (default best.keras)",
+    )
+    q.add_argument(
+        "--plot", type=_output_file(), default=None, metavar="PNG", help="draw loss/accuracy curves"
+    )
     q.set_defaults(func=cmd_train_cats_vs_dogs)
     return parser
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import re
 
 import numpy as np
 
@@ -34,7 +35,14 @@ MAX_THREADS = 4096
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the number of threads every fastconv kernel uses (default: OMP_NUM_THREADS or cores)."""
+    """Sets the number of threads every fastconv kernel uses (default: OMP_NUM_THREADS or cores).
+
+    This is OpenMP's own setting (``omp_set_num_threads``), made for every thread that calls
+    kernels: whatever sets OpenMP's count afterwards (``threadpoolctl.threadpool_limits``, another
+    library's ``omp_set_num_threads`` on the calling thread) steers fastconv too. In a child
+    process forked after kernels ran on several threads, kernels run on one thread (the OpenMP
+    runtime cannot start a new team after a fork), whatever this is set to.
+    """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"set_num_threads: n must be an int, got {n!r}")
     if not 1 <= n <= MAX_THREADS:
@@ -43,7 +51,7 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Returns the number of threads fastconv kernels use."""
+    """Returns the number of threads fastconv kernels called from this thread use."""
     return int(_core.get_num_threads())
 
 
@@ -78,14 +86,41 @@ def _winograd_from_environment() -> None:
 _winograd_from_environment()
 
 
+# File names of OpenMP runtimes: GNU's libgomp (also as copies that wheels bundle, such as
+# torch's libgomp-<hash>.so.1), LLVM's libomp and Intel's libiomp5.
+_OPENMP_RUNTIME = re.compile(r"^lib(gomp|omp|iomp5)([-.].*)?\.so(\.[0-9]+)*$")
+
+
+def openmp_runtimes_loaded() -> list[str]:
+    """The files of the OpenMP runtimes mapped into this process (Linux: /proc/self/maps), in
+    the order they appear. More than one means several thread pools compete for the cores."""
+    try:
+        with open("/proc/self/maps") as maps:
+            fields = [line.split(None, 5) for line in maps]
+    except OSError:
+        return []
+    paths = [f[5].strip() for f in fields if len(f) == 6]
+    found = []
+    for path in paths:
+        if _OPENMP_RUNTIME.match(os.path.basename(path)):
+            path = os.path.realpath(path)
+            if path not in found:
+                found.append(path)
+    return found
+
+
 def info() -> dict:
-    """Version, kernel ISA in use, ISAs this CPU can run, thread count, OpenMP compiled in,
-    whether Winograd convolutions are on."""
+    """Version, kernel ISA in use, ISAs this CPU can run, thread count, OpenMP compiled in, the
+    OpenMP runtime's file and every OpenMP runtime loaded, whether Winograd convolutions are on."""
+    runtime = _core.openmp_runtime_path()
     return {
         "version": __version__,
         "isa": _core.get_isa(),
         "isas_available": list(_core.available_isas()),
         "num_threads": get_num_threads(),
         "openmp": bool(_core.has_openmp()),
+        "openmp_runtime": os.path.realpath(runtime) if runtime else None,
+        "openmp_runtimes_loaded": openmp_runtimes_loaded(),
+        "forked_child_single_thread": bool(_core.forked_child_single_threaded()),
         "winograd": winograd_enabled(),
     }

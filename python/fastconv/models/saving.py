@@ -38,7 +38,12 @@ __all__ = ["save_model", "load_model", "save_weights", "load_weights", "model_fr
 FORMAT = "fastconv"
 FORMAT_VERSION = 1
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
-MAX_WEIGHTS_BYTES = 8 * 1024**3  # total uncompressed weight bytes accepted
+# The most weight bytes a file may make loading allocate, unless the caller passes max_bytes.
+MAX_WEIGHTS_BYTES = 2 * 1024**3
+# A temporary file of our own naming left this long untouched belongs to no live save (a save
+# writes its file without pauses of this length) and is removed by the next save into the folder.
+STALE_TEMP_SECONDS = 3600
+_TEMP_NAME = re.compile(r"^\.fastconv-[a-z0-9_]{8}\.tmp$")  # tempfile.mkstemp's names
 MAX_ENTRIES = 100_000
 MAX_LAYERS = 1_000  # far above any CNN here; bounds the work a hostile file can cause
 _WEIGHT_PATH = re.compile(r"^weights/[0-9]{1,6}\.npy$")
@@ -136,7 +141,38 @@ def _npy_bytes(arr):
     return buf.getvalue()
 
 
+def _remove_stale_temporaries(folder, now):
+    """Deletes the temporary files of saves killed mid-write (our own naming only) that are
+    older than any live save could be; ``now`` is the file system's clock (a fresh file's mtime)."""
+    for entry in os.scandir(folder):
+        if not _TEMP_NAME.match(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and (
+                now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
+            ):
+                os.unlink(entry.path)
+        except OSError:  # removed by another save meanwhile, or not ours to remove
+            pass
+
+
+def _fsync_folder(folder):
+    """Makes a rename in ``folder`` durable (where the platform can open folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _write_archive(filepath, meta, weights, overwrite):
+    """Writes the archive to a temporary file beside ``filepath``, fsyncs it, renames it over
+    ``filepath`` and fsyncs the folder: a crash at any moment leaves the old or the new file."""
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False")
@@ -145,6 +181,7 @@ def _write_archive(filepath, meta, weights, overwrite):
         raise FileNotFoundError(f"cannot save {filepath}: the folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=".fastconv-", suffix=".tmp", dir=folder)
     try:
+        _remove_stale_temporaries(folder, os.fstat(fd).st_mtime)
         with os.fdopen(fd, "wb") as fh:
             with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
                 zf.writestr("config.json", json.dumps(meta, indent=1, allow_nan=False))
@@ -163,6 +200,7 @@ def _write_archive(filepath, meta, weights, overwrite):
         except OSError:
             pass
         raise
+    _fsync_folder(folder)
 
 
 def _weights_manifest(model):
@@ -218,40 +256,53 @@ def _read_entry(zf, info, cap):
     return data
 
 
-def _parse_npy(data, name, expected_shape):
-    buf = io.BytesIO(data)
+def _read_npy_header(fh, name):
     try:
-        version = np.lib.format.read_magic(buf)
+        version = np.lib.format.read_magic(fh)
         if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
-        else:
-            raise _Invalid(f"{name}: unsupported .npy version {version}")
-    except _Invalid:
-        raise
+            return np.lib.format.read_array_header_1_0(fh)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(fh)
     except Exception as e:
         raise _Invalid(f"{name}: not a valid .npy array ({e})") from None
-    if dtype.hasobject or dtype != np.dtype("<f4"):
-        raise _Invalid(f"{name}: weights must be little-endian float32, found dtype {dtype}")
-    if tuple(shape) != tuple(expected_shape):
-        raise _Invalid(f"{name}: shape {tuple(shape)} does not match the model ({expected_shape})")
-    if len(data) - buf.tell() != math.prod(shape) * 4:
-        raise _Invalid(f"{name}: array data is truncated or has trailing bytes")
-    arr = np.load(io.BytesIO(data), allow_pickle=False)
+    raise _Invalid(f"{name}: unsupported .npy version {version}")
+
+
+def _read_npy_into(zf, info, target):
+    """Reads the .npy entry ``info`` straight into ``target`` (C-contiguous float32 of the
+    shape the model expects), after checking its header and size: no copy of the bytes."""
+    name = info.filename
+    if info.file_size > target.nbytes + 65536:  # the header is at most 64 KiB
+        raise _Invalid(f"entry {name!r} is too large ({info.file_size} bytes)")
+    with zf.open(info) as fh:
+        shape, fortran, dtype = _read_npy_header(fh, name)
+        if dtype.hasobject or dtype != np.dtype("<f4"):
+            raise _Invalid(f"{name}: weights must be little-endian float32, found dtype {dtype}")
+        if tuple(shape) != target.shape:
+            raise _Invalid(f"{name}: shape {tuple(shape)} is not the model's {target.shape}")
+        if info.file_size - fh.tell() != target.nbytes:
+            raise _Invalid(f"{name}: array data is truncated or has trailing bytes")
+        into = np.empty(target.shape[::-1], np.float32) if fortran else target
+        view, done = memoryview(into).cast("B"), 0
+        while done < into.nbytes:  # in chunks: zipfile's readinto reads a bytes copy first
+            n = fh.readinto(view[done : done + (1 << 20)])
+            if not n:
+                raise _Invalid(f"{name}: array data is truncated")
+            done += n
+        if fh.read(1):  # reading to the end also checks the entry's CRC
+            raise _Invalid(f"{name}: array data has trailing bytes")
     if fortran:
-        arr = np.ascontiguousarray(arr)
-    return arr
+        target[...] = into.T
 
 
-def _open_archive(filepath):
+def _open_archive(filepath, max_bytes):
     path = os.fspath(filepath)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No file or directory found at {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory, not a .keras model file")
     size = os.path.getsize(path)
-    if size > MAX_WEIGHTS_BYTES + MAX_CONFIG_BYTES:
+    if size > max_bytes + MAX_CONFIG_BYTES:
         raise _Invalid(f"{path} is too large to be a fastconv model file ({size} bytes)")
     try:
         zf = zipfile.ZipFile(path, "r")
@@ -260,7 +311,7 @@ def _open_archive(filepath):
     return zf
 
 
-def _read_meta(zf):
+def _read_meta(zf, max_bytes):
     infos = zf.infolist()
     if len(infos) > MAX_ENTRIES:
         raise _Invalid("too many entries in the archive")
@@ -271,7 +322,7 @@ def _read_meta(zf):
     if "config.json" not in by_name:
         raise _Invalid("config.json is missing: not a fastconv model file")
     total = sum(i.file_size for i in infos)
-    if total > MAX_WEIGHTS_BYTES + MAX_CONFIG_BYTES:
+    if total > max_bytes + MAX_CONFIG_BYTES:
         raise _Invalid(f"archive expands to {total} bytes, above the limit")
     raw = _read_entry(zf, by_name["config.json"], MAX_CONFIG_BYTES)
     try:
@@ -302,22 +353,39 @@ def _read_meta(zf):
     return meta, by_name
 
 
-def _restore_weights(model, zf, by_name, manifest):
+def _declared_bytes(manifest, max_bytes):
+    """The weight bytes the file declares, refused above ``max_bytes`` before anything is
+    allocated."""
+    declared = 4 * sum(math.prod(e["shape"]) for e in manifest)
+    if declared > max_bytes:
+        raise _Invalid(
+            f"the file declares {declared:,} bytes of weights, above max_bytes={max_bytes:,}; "
+            "pass a larger max_bytes to load it"
+        )
+    return declared
+
+
+def _restore_weights(model, zf, by_name, manifest, staged):
+    """Reads every weight straight into its final buffer: the model's own arrays, or with
+    ``staged`` fresh arrays handed to set_weights, so that a bad file leaves the model as it was."""
     params = model.weights
     if len(manifest) != len(params):
         raise _Invalid(
             f"the file holds {len(manifest)} weight arrays but the model has {len(params)}"
         )
-    arrays = []
     for i, (entry, p) in enumerate(zip(manifest, params)):
         if tuple(entry["shape"]) != p.shape:
             raise _Invalid(
                 f"weight {i}: declared shape {tuple(entry['shape'])} does not match the model's "
                 f"{p.shape}"
             )
-        data = _read_entry(zf, by_name[entry["path"]], p.size * 4 + 65536)
-        arrays.append(_parse_npy(data, entry["path"], p.shape))
-    model.set_weights(arrays)
+    targets = []
+    for entry, p in zip(manifest, params):
+        direct = not staged and p.dtype == np.float32 and p.flags.c_contiguous and p.flags.writeable
+        targets.append(p if direct else np.empty(p.shape, np.float32))
+        _read_npy_into(zf, by_name[entry["path"]], targets[-1])
+    if any(t is not p for t, p in zip(targets, params)):
+        model.set_weights(targets)
 
 
 def _guard(fn, path):
@@ -346,25 +414,42 @@ def _guard(fn, path):
         ) from None
 
 
+def _max_bytes(max_bytes):
+    if max_bytes is None:
+        return MAX_WEIGHTS_BYTES
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
+        raise TypeError(f"max_bytes must be an int, got {max_bytes!r}")
+    if max_bytes < 0:
+        raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+    return int(max_bytes)
+
+
 def load_model(
     filepath: str | os.PathLike,
     custom_objects: dict[str, Any] | None = None,
     compile: bool = True,
     safe_mode: bool = True,
+    max_bytes: int | None = None,
 ) -> Model:
-    """Rebuild a model saved with ``model.save(path)`` (architecture, weights, compile settings)."""
+    """Rebuild a model saved with ``model.save(path)`` (architecture, weights, compile settings).
+
+    ``max_bytes`` caps the weight bytes the file may make fastconv allocate (default
+    ``MAX_WEIGHTS_BYTES``, 2 GiB); the file's declared sizes are checked against it before the
+    model is built. Each weight is read straight into the new model's own array.
+    """
     if custom_objects:
         raise ValueError("fastconv does not load custom objects: only its own layers")
+    max_bytes = _max_bytes(max_bytes)
 
     def run():
-        zf = _open_archive(filepath)
+        zf = _open_archive(filepath, max_bytes)
         with zf:
-            meta, by_name = _read_meta(zf)
+            meta, by_name = _read_meta(zf, max_bytes)
             manifest = meta["weights"]
-            declared = sum(math.prod(e["shape"]) for e in manifest)
-            with weight_budget(declared):
+            declared = _declared_bytes(manifest, max_bytes)
+            with weight_budget(declared // 4):
                 model = model_from_config(meta.get("model"))
-            _restore_weights(model, zf, by_name, manifest)
+            _restore_weights(model, zf, by_name, manifest, staged=False)
             cc = meta.get("compile_config")
             if compile and cc is not None:
                 _compile_from_config(model, cc)
@@ -386,14 +471,20 @@ def _compile_from_config(model, cc):
         raise _Invalid(f"invalid compile settings: {e}") from None
 
 
-def load_weights(model, filepath):
-    """Load weights saved by ``save_weights`` (or ``save``) into a built model."""
+def load_weights(model, filepath, max_bytes=None):
+    """Load weights saved by ``save_weights`` (or ``save``) into a built model.
+
+    ``max_bytes`` caps the weight bytes the file may make fastconv allocate (see load_model).
+    The weights are read into fresh arrays first, so a bad file leaves the model unchanged.
+    """
+    max_bytes = _max_bytes(max_bytes)
 
     def run():
         model._require_built()
-        zf = _open_archive(filepath)
+        zf = _open_archive(filepath, max_bytes)
         with zf:
-            meta, by_name = _read_meta(zf)
-            _restore_weights(model, zf, by_name, meta["weights"])
+            meta, by_name = _read_meta(zf, max_bytes)
+            _declared_bytes(meta["weights"], max_bytes)
+            _restore_weights(model, zf, by_name, meta["weights"], staged=True)
 
     _guard(run, filepath)

@@ -23,7 +23,7 @@ To add a fusion: a step class with ``forward``/``backward`` (and ``layers``), an
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,6 +35,14 @@ from ..layers.pooling import MaxPooling2D
 __all__ = ["ExecutionPlan", "LossStep", "LayerStep", "ConvMaxPoolStep", "ActivationMaxPoolStep"]
 
 LayerDone = Callable[[Layer], None]
+
+
+class StepObserver(Protocol):
+    """Told when each step's pass begins and ends (``models/profile.py`` times them)."""
+
+    def begin(self, step: Any, pass_name: str, need_dx: bool = True) -> None: ...
+
+    def end(self, step: Any, pass_name: str) -> None: ...
 
 
 class LayerStep:
@@ -189,6 +197,7 @@ class ExecutionPlan:
         layer's output is wanted runs as two steps."""
         self.fuse = bool(fuse)
         self.has_tape = False  # whether the steps hold what a backward pass reads
+        self.observer: StepObserver | None = None  # the profile's timer, when one runs
         self.outputs = tuple(outputs) if outputs is not None else (len(chain) - 1,)
         self.steps: list[Any] = []
         self._step_of: dict[int, int] = {}  # chain position of a step's last layer -> step
@@ -215,8 +224,13 @@ class ExecutionPlan:
         With several ``outputs``: the list of them (the arrays the steps passed on)."""
         passed = []
         self.has_tape = False
+        observer = self.observer
         for step in self.steps:
+            if observer is not None:
+                observer.begin(step, "forward")
             x = step.forward(x, training, keep_tape)
+            if observer is not None:
+                observer.end(step, "forward")
             if not keep_tape and step is not self.steps[-1]:  # the loss reads the last's logits
                 step.release()
             if len(self.outputs) > 1:
@@ -258,7 +272,11 @@ class ExecutionPlan:
                 step = self.steps[i]
                 if not needs[i] and not any(layer.has_trainable_weights for layer in step.layers):
                     return None
+                if self.observer is not None:
+                    self.observer.begin(step, "backward", needs[i])
                 dy = step.backward(dy, needs[i], from_preactivation)
+                if self.observer is not None:
+                    self.observer.end(step, "backward")
                 from_preactivation = False
                 if release_tape:
                     step.release()

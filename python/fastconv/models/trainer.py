@@ -25,6 +25,7 @@ from .. import optimizers as optimizers_module
 from ..ops._buffers import BufferPool
 from .data_adapters import ArrayData, IterData, as_array, is_array_like
 from .plan import LossStep
+from .profile import Profile, profile_model
 from .progress import Progress, resolve_verbose
 
 __all__ = ["Trainer"]
@@ -500,6 +501,23 @@ class Trainer:
         """The model's outputs for one batch."""
         x, _ = self._check_arrays(x, None, need_y=False)
         return self._infer(np.ascontiguousarray(x, dtype=np.float32))
+
+    def profile(
+        self,
+        x: Any,
+        y: Any = None,
+        steps: int = 5,
+        print_fn: Callable[[str], Any] | None = print,
+    ) -> Profile:
+        """Times ``steps`` training steps on the batch ``(x, y)`` (inference on ``x`` without
+        ``y``) and reports, per layer and pass, the time, its share of the step, GFLOP/s, the
+        share of this machine's measured FP32 peak and the convolution algorithm, and the time
+        outside the kernels. Training leaves the weights and optimizer state as they were.
+        Prints the table (``print_fn=None``: silent) and returns the ``Profile``."""
+        result = profile_model(self, x, y, steps=steps)
+        if print_fn is not None:
+            print_fn(str(result))
+        return result
 
     @staticmethod
     def _results(logs, return_dict):

@@ -54,7 +54,7 @@ def plot_edge_detection(image: Any, path: str | os.PathLike) -> dict[str, np.nda
     """Draw the grey image and its response to each of ``EDGE_KERNELS`` into ``path``."""
     Figure = figure_class("plot_edge_detection")
     responses = {name: edge_detection(image, name) for name in EDGE_KERNELS}
-    fig = Figure(figsize=(3.2 * (1 + len(responses)), 3.6), dpi=100)
+    fig = Figure(figsize=(3.2 * (1 + len(responses)), 4.2), dpi=100)
     axes = fig.subplots(1, 1 + len(responses))
     axes[0].imshow(_grey(image), cmap="gray")
     axes[0].set_title("image", fontsize=9)

@@ -16,11 +16,11 @@
 #include "core/parallel.h"
 #include "core/peak.h"
 #include "kernels/conv2d.h"
+#include "kernels/conv2d/winograd.h"
 #include "kernels/dense.h"
 #include "kernels/elementwise.h"
 #include "kernels/losses.h"
 #include "kernels/pool2d.h"
-#include "kernels/winograd.h"
 
 namespace py = pybind11;
 using fastconv::Conv2dShape;

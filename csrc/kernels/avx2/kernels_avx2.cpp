@@ -5,7 +5,7 @@
 #include "kernels/elementwise_impl.inc"
 #include "kernels/kernel_table.h"
 #define FASTCONV_STREAM_STORE(p, v) _mm256_stream_ps((p), (__m256)(v))
-#include "kernels/vector_kernels_impl.inc"
+#include "kernels/ukernels/vec.inc"
 
 namespace fastconv {
 namespace {
@@ -59,11 +59,26 @@ void gemm_microkernel_6x16_avx2(int64_t kc, const float* a, const float* b, floa
   }
 }
 
+constexpr const char* kIsaName = "avx2";
+constexpr GemmMicrokernel kGemmMicrokernel = gemm_microkernel_6x16_avx2;
+
 }  // namespace
+}  // namespace fastconv
+
+#include "kernels/ukernels/dots.inc"
+#include "kernels/ukernels/few_channel.inc"
+#include "kernels/ukernels/igemm.inc"
+#include "kernels/ukernels/pooling.inc"
+#include "kernels/ukernels/rowgemm.inc"
+#include "kernels/ukernels/winograd.inc"
+
+// After the families: the table fills its fields from them.
+#include "kernels/ukernels/table.inc"
+
+namespace fastconv {
 
 const KernelTable& avx2_kernel_table() {
-  static const KernelTable table =
-      FASTCONV_KERNEL_TABLE("avx2", kMR, kNR, gemm_microkernel_6x16_avx2);
+  static const KernelTable table = make_kernel_table();
   return table;
 }
 

@@ -5,7 +5,7 @@
 #include "kernels/elementwise_impl.inc"
 #include "kernels/kernel_table.h"
 #define FASTCONV_STREAM_STORE(p, v) _mm512_stream_ps((p), (__m512)(v))
-#include "kernels/vector_kernels_impl.inc"
+#include "kernels/ukernels/vec.inc"
 
 namespace fastconv {
 namespace {
@@ -51,11 +51,26 @@ void gemm_microkernel_12x32_avx512(int64_t kc, const float* a, const float* b, f
   }
 }
 
+constexpr const char* kIsaName = "avx512";
+constexpr GemmMicrokernel kGemmMicrokernel = gemm_microkernel_12x32_avx512;
+
 }  // namespace
+}  // namespace fastconv
+
+#include "kernels/ukernels/dots.inc"
+#include "kernels/ukernels/few_channel.inc"
+#include "kernels/ukernels/igemm.inc"
+#include "kernels/ukernels/pooling.inc"
+#include "kernels/ukernels/rowgemm.inc"
+#include "kernels/ukernels/winograd.inc"
+
+// After the families: the table fills its fields from them.
+#include "kernels/ukernels/table.inc"
+
+namespace fastconv {
 
 const KernelTable& avx512_kernel_table() {
-  static const KernelTable table =
-      FASTCONV_KERNEL_TABLE("avx512", kMR, kNR, gemm_microkernel_12x32_avx512);
+  static const KernelTable table = make_kernel_table();
   return table;
 }
 

@@ -3,7 +3,7 @@
 #define FASTCONV_VEC_BYTES 16
 #include "kernels/elementwise_impl.inc"
 #include "kernels/kernel_table.h"
-#include "kernels/vector_kernels_impl.inc"
+#include "kernels/ukernels/vec.inc"
 
 namespace fastconv {
 namespace {
@@ -34,11 +34,26 @@ void gemm_microkernel_4x16_generic(int64_t kc, const float* a, const float* b, f
   }
 }
 
+constexpr const char* kIsaName = "generic";
+constexpr GemmMicrokernel kGemmMicrokernel = gemm_microkernel_4x16_generic;
+
 }  // namespace
+}  // namespace fastconv
+
+#include "kernels/ukernels/dots.inc"
+#include "kernels/ukernels/few_channel.inc"
+#include "kernels/ukernels/igemm.inc"
+#include "kernels/ukernels/pooling.inc"
+#include "kernels/ukernels/rowgemm.inc"
+#include "kernels/ukernels/winograd.inc"
+
+// After the families: the table fills its fields from them.
+#include "kernels/ukernels/table.inc"
+
+namespace fastconv {
 
 const KernelTable& generic_kernel_table() {
-  static const KernelTable table =
-      FASTCONV_KERNEL_TABLE("generic", kMR, kNR, gemm_microkernel_4x16_generic);
+  static const KernelTable table = make_kernel_table();
   return table;
 }
 

@@ -1,4 +1,4 @@
-#include "kernels/winograd.h"
+#include "kernels/conv2d/winograd.h"
 
 #include <algorithm>
 #include <atomic>

@@ -1,0 +1,161 @@
+// The weight gradient: row-pointer GEMM, patch sums read in place, Winograd.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "core/dispatch.h"
+#include "core/parallel.h"
+#include "core/parallel_region.h"
+#include "kernels/conv2d.h"
+#include "kernels/conv2d/few_channel.h"
+#include "kernels/conv2d/passes.h"
+#include "kernels/conv2d/weight_sums.h"
+#include "kernels/conv2d/winograd.h"
+
+namespace fastconv {
+namespace conv2d_detail {
+
+namespace {
+
+// dkernel[(tap, ci), co] += sum over pixels [begin, end) of x[source(p, tap), ci] * dy[p, co],
+// one tap at a time with row pointers: padding taps are skipped, nothing is packed. With dbias,
+// also dbias[co] += the sum of dy[p, co], a chunk of pixels at a time while its dy rows are in
+// cache (a pass of its own would read all of dy from memory again: 62 MB for B.conv2).
+void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                          const float* dy, int64_t begin, int64_t end, int64_t co_begin,
+                          int64_t co_end, float* dkernel, float* dbias) {
+  constexpr int64_t kChunk = 256;
+  const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
+  const int64_t taps = s.kernel_h * s.kernel_w, in_c = s.in_c, out_c = s.out_c;
+  const TapGather g = forward_gather(s, x);
+  thread_local std::vector<const float*> a_rows_storage, b_rows_storage;
+  a_rows_storage.resize(static_cast<size_t>(taps * kChunk));
+  b_rows_storage.resize(static_cast<size_t>(kChunk));
+  const float** a_rows = a_rows_storage.data();  // plain pointers: see igemm_convolution
+  const float** b_rows = b_rows_storage.data();
+  // When every kernel row lies inside the image horizontally (no left/right padding, no
+  // horizontal dilation), tap (a, b) of a pixel reads b * in_c floats past tap (a, 0): one row
+  // pointer per kernel row serves its kernel_w taps through the microkernel's offset.
+  const bool rows_shared =
+      s.dilation_w == 1 && s.pad_left == 0 && (s.out_w - 1) * s.stride_w + s.kernel_w - 1 < s.in_w;
+  const int64_t pointer_taps = rows_shared ? s.kernel_h : taps;
+  const int64_t tap_step = rows_shared ? s.kernel_w : 1;
+  for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
+    const int64_t kc = std::min(kChunk, end - c0);
+    TapGather::Cursor c = g.cursor(c0);
+    for (int64_t k = 0; k < kc; ++k, g.advance(c)) {
+      b_rows[k] = dy + (c0 + k) * out_c;
+      for (int64_t p = 0; p < pointer_taps; ++p) {
+        const int64_t t = p * tap_step;
+        a_rows[p * kChunk + k] = g.source(c.n, c.y, c.x, t / s.kernel_w, t % s.kernel_w);
+      }
+    }
+    for (int64_t t = 0; t < taps; ++t) {
+      const int64_t p = t / tap_step, shift = (t % tap_step) * in_c;
+      for (int64_t ci = 0; ci < in_c; ci += mr)
+        for (int64_t co = co_begin; co < co_end; co += nr)
+          kt.rowgemm_microkernel(kc, a_rows + p * kChunk, ci + shift, b_rows, co,
+                                 dkernel + (t * in_c + ci) * out_c + co, out_c, mr,
+                                 static_cast<int>(std::min<int64_t>(nr, co_end - co)), true);
+    }
+    if (dbias)
+      kt.add_rows(kc, co_end - co_begin, dy + c0 * out_c + co_begin, out_c, dbias + co_begin, 0);
+  }
+}
+
+// Pixels [begin, end) of the patch sums, a grid row segment at a time; dbias (when given) is set.
+void weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                             const float* dy, int64_t begin, int64_t end, float* dkernel,
+                             float* dbias) {
+  PatchGradient sums(kt, s, x, dbias != nullptr);
+  const TapGather g = forward_gather(s, x);
+  TapGather::Cursor c = g.cursor(begin);
+  for (int64_t p = begin; p < end;) {
+    const int64_t len = std::min<int64_t>(end - p, s.out_w - c.x);
+    sums.add_row(c.n, c.y, c.x, c.x + len, dy + p * s.out_c);
+    c.x += len - 1;  // to the segment's last pixel, then on to the next row
+    p += len;
+    g.advance(c);
+  }
+  sums.finish(dkernel, dbias);
+}
+
+}  // namespace
+
+// The row-pointer algorithm (input channels a multiple of the kernel table's rowgemm_mr).
+void backward_weight_rowgemm(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                             const float* dy, float* dkernel, float* dbias) {
+  const int64_t pixels = s.batch * s.out_h * s.out_w;
+  const int64_t out_c = s.out_c;
+  const int64_t kernel_size = s.kernel_h * s.kernel_w * s.in_c * out_c;
+  const int threads = threads_for_work(2.0 * pixels * kernel_size);
+  const int nr = kt.rowgemm_nr;
+  // Few pixels (small images): the private partials below would be large next to the work
+  // (B.conv5: 256x256x9 partials for 784 pixels per thread), so threads split the filters and
+  // each sums all pixels for its own columns of dkernel (measured 12% faster on B.conv5).
+  if (threads > 1 && pixels < 2048 * threads && out_c >= threads * nr) {
+    parallel_region(threads, [&](int tid, int nt) {
+      int64_t b0, b1;
+      static_share((out_c + nr - 1) / nr, tid, nt, b0, b1);
+      const int64_t co0 = b0 * nr, co1 = std::min(out_c, b1 * nr);
+      if (co0 >= co1) return;
+      for (int64_t row = 0; row < kernel_size / out_c; ++row)
+        std::fill(dkernel + row * out_c + co0, dkernel + row * out_c + co1, 0.0f);
+      if (dbias) std::fill(dbias + co0, dbias + co1, 0.0f);
+      weight_gradient_rows(kt, s, x, dy, 0, pixels, co0, co1, dkernel, dbias);
+    });
+    return;
+  }
+  sum_over_threads(threads, kernel_size, out_c, dkernel, dbias,
+                   [&](int tid, int nt, float* dk, float* db) {
+                     int64_t begin, end;
+                     static_share(pixels, tid, nt, begin, end);
+                     if (db) std::fill(db, db + out_c, 0.0f);
+                     weight_gradient_rows(kt, s, x, dy, begin, end, 0, out_c, dk, db);
+                   });
+}
+
+// The patch algorithm: any channel count, patches read in place.
+void backward_weight_patches(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                             const float* dy, float* dkernel, float* dbias) {
+  const int64_t pixels = s.batch * s.out_h * s.out_w;
+  const int64_t kernel_size = s.kernel_h * s.kernel_w * s.in_c * s.out_c;
+  sum_over_threads(threads_for_work(2.0 * pixels * kernel_size), kernel_size, s.out_c, dkernel,
+                   dbias, [&](int tid, int nt, float* dk, float* db) {
+                     int64_t begin, end;
+                     static_share(pixels, tid, nt, begin, end);
+                     weight_gradient_patches(kt, s, x, dy, begin, end, dk, db);
+                   });
+}
+
+// Winograd for dkernel; the bias gradient summed over dy's rows.
+void backward_weight_winograd(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                              const float* dy, float* dkernel, float* dbias) {
+  const int64_t pixels = s.batch * s.out_h * s.out_w;
+  const int64_t out_c = s.out_c;
+  winograd_conv2d_backward_weight(kt, s, x, dy, dkernel);
+  if (dbias)
+    parallel_region(threads_for_nanos(0.3 * pixels * out_c), [&](int tid, int nt) {
+      int64_t c0, c1;
+      static_share(out_c, tid, nt, c0, c1);
+      std::fill(dbias + c0, dbias + c1, 0.0f);
+      kt.add_rows(pixels, c1 - c0, dy + c0, out_c, dbias + c0, 0);
+    });
+}
+
+}  // namespace conv2d_detail
+
+void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dkernel,
+                            float* dbias) {
+  using namespace conv2d_detail;
+  const KernelTable& kt = active_kernels();
+  if (winograd_enabled() && winograd_weight_gradient_applies(kt, s)) {
+    backward_weight_winograd(kt, s, x, dy, dkernel, dbias);
+  } else if (s.in_c % kt.rowgemm_mr == 0) {
+    backward_weight_rowgemm(kt, s, x, dy, dkernel, dbias);
+  } else {
+    backward_weight_patches(kt, s, x, dy, dkernel, dbias);
+  }
+}
+
+}  // namespace fastconv

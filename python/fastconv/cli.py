@@ -7,6 +7,7 @@ fastconv train mnist [--dataset digits|mnist|fashion_mnist] [--epochs 5] [--batc
 fastconv train cats-vs-dogs DATA_DIR [--epochs 30] [--batch-size 32] [--augment]
                      [--save best.keras] [--plot curves.png] [--threads N] [--seed S]
                      [--distributed] [--winograd]
+fastconv show activations|filters|heatmap MODEL.keras [IMAGE] [--layer NAME] [--out PNG]
 
 ``--distributed``: data-parallel over the processes of ``mpiexec -n N fastconv train ...``
 (``--batch-size`` is the global batch; only rank 0 prints and writes files).
@@ -246,6 +247,57 @@ def cmd_train_cats_vs_dogs(args):
     return 0
 
 
+# -------------------------------------------------------------------------------------- show
+def _load_image(path, model):
+    """The image at ``path`` as ``model`` takes it: RGB or grey, resized (bilinear) to the
+    input's height and width, in the input's value range (0..255 behind ``Rescaling(1/255)``)."""
+    import numpy as np
+    from PIL import Image
+
+    from fastconv.visualize._common import input_range
+
+    h, w, channels = model.input.shape[1:]
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB").resize((w, h), Image.BILINEAR)
+    except (OSError, ValueError) as e:
+        raise CommandError(f"cannot read the image {path}: {e}") from e
+    pixels = np.asarray(img, np.float32).reshape(h, w, channels) / 255.0
+    lo, hi = input_range(model)
+    return pixels, lo + (hi - lo) * pixels
+
+
+def cmd_show(args):
+    from fastconv import visualize
+    from fastconv.models import load_model
+
+    try:
+        model = load_model(args.model_path)
+    except (OSError, ValueError, KeyError) as e:
+        raise CommandError(f"cannot load the model {args.model_path}: {e}") from e
+    out = args.out or f"{args.what}.png"
+    try:
+        if args.what == "filters":
+            convs = visualize.conv_and_pooling_layers(model)
+            layer = args.layer or (convs[0] if convs else visualize.last_conv_layer(model))
+            visualize.plot_filters(model, layer, out, filters=args.filters)
+        elif args.image is None:
+            raise CommandError(f"`show {args.what}` needs an IMAGE")
+        elif args.what == "activations":
+            _, image = _load_image(args.image, model)
+            visualize.plot_activations(model, image, out, [args.layer] if args.layer else None)
+        else:
+            pixels, image = _load_image(args.image, model)
+            heatmap = visualize.grad_cam(model, image, args.layer)[0]
+            p = model.predict(image[None], verbose=0)[0]
+            title = f"{Path(args.image).name}: prediction {', '.join(f'{v:.3f}' for v in p)}"
+            visualize.plot_heatmap(pixels, heatmap, out, title=title)
+    except ValueError as e:  # an unknown layer or filter, a model the picture does not fit
+        raise CommandError(str(e)) from e
+    print(f"Wrote {out}")
+    return 0
+
+
 # -------------------------------------------------------------------------------------- main
 def _int_in(low, high):
     """An argparse type: an integer in [low, high], else a one-line usage error (exit status 2)."""
@@ -293,16 +345,40 @@ def _output_file(suffix=""):
     return parse
 
 
+def cmd_profile(args):
+    import numpy as np
+
+    import fastconv
+    from fastconv.applications import build_cats_vs_dogs_model, build_mnist_model
+
+    if args.threads is not None:
+        fastconv.set_num_threads(args.threads)
+    mnist = args.model == "mnist"
+    model = build_mnist_model() if mnist else build_cats_vs_dogs_model()
+    batch = args.batch_size or (64 if mnist else 32)
+    rng = np.random.default_rng(0)
+    x = (rng.random((batch,) + model.input_shape[1:]) * (1 if mnist else 255)).astype("float32")
+    y = None if args.inference else rng.integers(0, 10 if mnist else 2, batch)
+    model.profile(x, y, steps=args.steps)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fastconv", description="Fast CNN training on multicore CPUs, Keras-shaped."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
     p = sub.add_parser("info", help="print version, kernel ISA and threads")
     p.set_defaults(func=cmd_info)
+    _add_make_subset(sub)
+    _add_train(sub)
+    _add_show(sub)
+    _add_profile(sub)
+    return parser
 
+
+def _add_make_subset(sub):
     p = sub.add_parser(
         "make-subset",
         help="copy cat.N.jpg/dog.N.jpg into train/validation/test folders (the lecture's script)",
@@ -316,6 +392,8 @@ def build_parser():
     p.add_argument("--test", type=_count, default=1000, help="per class (default 1000)")
     p.set_defaults(func=cmd_make_subset)
 
+
+def _add_train(sub):
     p = sub.add_parser("train", help="train one of the lecture's models")
     tsub = p.add_subparsers(dest="model", metavar="MODEL")
     tsub.required = True
@@ -367,7 +445,52 @@ def build_parser():
         "--plot", type=_output_file(), default=None, metavar="PNG", help="draw loss/accuracy curves"
     )
     q.set_defaults(func=cmd_train_cats_vs_dogs)
-    return parser
+
+
+def _add_show(sub):
+    p = sub.add_parser(
+        "show",
+        help="draw activations, filter patterns or a Grad-CAM heatmap of a saved model",
+        description="Look inside a convnet saved by `fastconv train`: the activations of its "
+        "conv and pooling layers for IMAGE, the input patterns its filters respond to most, or "
+        "the Grad-CAM heatmap of its prediction for IMAGE (written as PNG).",
+    )
+    p.add_argument("what", choices=("activations", "filters", "heatmap"))
+    p.add_argument("model_path", metavar="MODEL", help="a .keras file")
+    p.add_argument("image", metavar="IMAGE", nargs="?", help="an image (not used by filters)")
+    p.add_argument(
+        "--layer",
+        default=None,
+        metavar="NAME",
+        help="layer to show (default: activations every conv and pooling layer, filters the "
+        "first conv layer, heatmap the last conv layer)",
+    )
+    p.add_argument("--filters", type=_int_in(1, 1024), default=16, help="filters (default 16)")
+    p.add_argument("--out", type=_output_file(), default=None, metavar="PNG", help="output file")
+    p.set_defaults(func=cmd_show)
+
+
+def _add_profile(sub):
+    p = sub.add_parser(
+        "profile",
+        help="time one of the lecture's models per layer and pass (random data)",
+        description="Where a training (or inference) step of the lecture's model goes: per "
+        "layer and pass the time, its share of the step, GFLOP/s, the share of this machine's "
+        "measured FP32 peak, the convolution algorithm, and the time outside the kernels.",
+    )
+    p.add_argument(
+        "model", choices=("mnist", "cats-vs-dogs"), metavar="MODEL", help="mnist or cats-vs-dogs"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="default: the lecture's (64 for mnist, 32 for cats-vs-dogs)",
+    )
+    p.add_argument("--steps", type=_int_in(1, 1000), default=5, help="timed steps (default 5)")
+    p.add_argument("--inference", action="store_true", help="profile predict, not training")
+    p.add_argument("--threads", type=_threads, default=None, help="kernel threads")
+    p.set_defaults(func=cmd_profile)
 
 
 def main(argv=None):

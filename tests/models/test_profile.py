@@ -3,6 +3,8 @@ hand, and a model left as it was."""
 
 from __future__ import annotations
 
+import re
+
 import fastconv as keras
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from fastconv import layers
 
 
 def _model():
+    keras.clear_session()  # the rows are named after the layers
     keras.set_random_seed(2)
     inputs = keras.Input((12, 12, 2))
     x = layers.Conv2D(4, 3, activation="relu")(inputs)  # 10x10x4
@@ -72,3 +75,17 @@ def test_inference_profile_and_bad_steps(rng):
     with pytest.raises(ValueError, match="compile"):
         uncompiled = keras.Model(model.input, model.output)
         uncompiled.profile(x, np.zeros(3))
+
+
+def test_profile_command(capsys):
+    from fastconv import cli
+
+    assert cli.main(["profile", "mnist", "--steps", "1", "--batch-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "training, batch 4" in out and "% peak" in out
+    assert re.search(r"conv2d(_[0-9]+)?\+max_pooling2d", out)
+    assert (
+        cli.main(["profile", "cats-vs-dogs", "--inference", "--steps", "1", "--batch-size", "1"])
+        == 0
+    )
+    assert "inference, batch 1" in capsys.readouterr().out

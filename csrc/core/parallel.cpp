@@ -51,10 +51,10 @@ void after_fork_in_child() {
 
 [[maybe_unused]] const int fork_handler = pthread_atfork(nullptr, nullptr, &after_fork_in_child);
 
-// Waking a sleeping worker costs 30-60 us on a virtual machine; one still spinning after its
-// last kernel (fastconv's default GOMP_SPINCOUNT) answers at once. Measured: with spinning
-// workers, two threads already beat one on the 1152->10 dense layer (22 -> 18 us) and a 74K
-// RMSprop update (24 -> 14 us); with passive workers they lose below about 60 us.
+// A worker still spinning after its last kernel (fastconv's default GOMP_SPINCOUNT) answers at
+// once; waking a sleeping one costs tens of microseconds. So a kernel is split when each thread
+// gets at least 10 us of work with spinning workers, 60 us with passive ones
+// (bench/experiments/wake_latency.py measures both; the numbers are in bench/RESULTS.md).
 double initial_min_nanos() {
   const char* policy = std::getenv("OMP_WAIT_POLICY");
   const bool passive =

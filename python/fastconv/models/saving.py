@@ -1,6 +1,12 @@
 """Saving and loading models as one ``.keras`` zip file (no pickle, no code execution).
 
-Archive layout (all entries stored by name; nothing is ever extracted to disk):
+``save_model`` writes Keras 3's format: ``metadata.json``, ``config.json`` (Keras'
+serialization, ``keras_config.py``) and ``model.weights.h5`` (Keras' h5 layout with the
+optimizer's variables, ``keras_h5.py``); ``save_weights`` writes ``.weights.h5`` in the same
+layout. ``load_model`` reads files saved by Keras 3 or by fastconv, and the older fastconv
+format below, so that no model saved earlier is lost.
+
+The older fastconv archive layout (all entries stored by name; nothing is ever extracted):
 
 * ``config.json``: ``{"format": "fastconv", "format_version": 1, "model": {"class_name",
   "config"}, "compile_config": {...} | null, "weights": [{"path", "shape", "dtype"}, ...]}``
@@ -15,6 +21,7 @@ system errors such as a missing file). The optimizer state is not saved.
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import math
@@ -27,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..layers.base import LAYER_REGISTRY, MODEL_REGISTRY, serialize_layer, weight_budget
+from ..layers.base import LAYER_REGISTRY, MODEL_REGISTRY, weight_budget
 from ..layers.input_layer import InputLayer
+from . import keras_config, keras_h5
 
 if TYPE_CHECKING:
     from .model import Model
@@ -37,6 +45,7 @@ __all__ = ["save_model", "load_model", "save_weights", "load_weights", "model_fr
 
 FORMAT = "fastconv"
 FORMAT_VERSION = 1
+KERAS_VERSION = "3.15.1"  # the Keras release whose files the tests check both ways
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 # The most weight bytes a file may make loading allocate, unless the caller passes max_bytes.
 MAX_WEIGHTS_BYTES = 2 * 1024**3
@@ -171,8 +180,46 @@ def _fsync_folder(folder):
 
 
 def _write_archive(filepath, meta, weights, overwrite):
-    """Writes the archive to a temporary file beside ``filepath``, fsyncs it, renames it over
-    ``filepath`` and fsyncs the folder: a crash at any moment leaves the old or the new file."""
+    """The older fastconv archive (``.weights.npz``), written atomically."""
+
+    def write(fh, folder):
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("config.json", json.dumps(meta, indent=1, allow_nan=False))
+            for i, w in enumerate(weights):
+                zf.writestr(f"weights/{i}.npy", _npy_bytes(w))
+
+    _write_atomic(filepath, overwrite, write)
+
+
+def _write_keras_archive(filepath, model, overwrite):
+    """Keras 3's ``.keras`` zip (entries stored, as Keras writes them); the h5 part goes
+    through a temporary file of our naming beside the model, so no copy of it is in memory."""
+    config = json.dumps(keras_config.to_keras(model), allow_nan=False)
+    metadata = {
+        "keras_version": KERAS_VERSION,
+        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+        "saved_by": "fastconv",
+    }
+
+    def write(fh, folder):
+        hfd, h5_tmp = tempfile.mkstemp(prefix=".fastconv-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(hfd, "w+b") as h5fh:
+                keras_h5.write_weights(model, h5fh)
+            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
+                zf.writestr("metadata.json", json.dumps(metadata))
+                zf.writestr("config.json", config)
+                zf.write(h5_tmp, "model.weights.h5")
+        finally:
+            os.unlink(h5_tmp)
+
+    _write_atomic(filepath, overwrite, write)
+
+
+def _write_atomic(filepath, overwrite, write):
+    """Calls ``write(file, folder)`` on a temporary file beside ``filepath``, fsyncs it, renames
+    it over ``filepath`` and fsyncs the folder: a crash at any moment leaves the old or the new
+    file."""
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False")
@@ -182,11 +229,8 @@ def _write_archive(filepath, meta, weights, overwrite):
     fd, tmp = tempfile.mkstemp(prefix=".fastconv-", suffix=".tmp", dir=folder)
     try:
         _remove_stale_temporaries(folder, os.fstat(fd).st_mtime)
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                zf.writestr("config.json", json.dumps(meta, indent=1, allow_nan=False))
-                for i, w in enumerate(weights):
-                    zf.writestr(f"weights/{i}.npy", _npy_bytes(w))
+        with os.fdopen(fd, "w+b") as fh:
+            write(fh, folder)
             fh.flush()
             os.fsync(fh.fileno())
         # mkstemp creates the file 0600; a saved model gets the usual permissions (umask applies).
@@ -219,21 +263,21 @@ def save_model(model: Model, filepath: str | os.PathLike, overwrite: bool = True
             f"format. Received: filepath={path}"
         )
     model._require_built()
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model": serialize_layer(model),
-        "compile_config": model._compile_config,
-        "weights": _weights_manifest(model),
-    }
-    _write_archive(path, meta, model.weights, overwrite)
+    _write_keras_archive(path, model, overwrite)
 
 
 def save_weights(model, filepath, overwrite=True):
-    """Weights only (same archive, no architecture); ``filepath`` ends in ``.weights.npz``."""
+    """Weights (and the optimizer's state) in Keras 3's ``.weights.h5`` layout; a name ending
+    in ``.weights.npz`` writes the older fastconv archive of the weights instead."""
     path = os.fspath(filepath)
+    if path.endswith(".weights.h5"):
+        model._require_built()
+        _write_atomic(path, overwrite, lambda fh, folder: keras_h5.write_weights(model, fh))
+        return
     if not path.endswith(".weights.npz"):
-        raise ValueError(f"The filename must end in `.weights.npz`. Received: filepath={path}")
+        raise ValueError(
+            f"The filename must end in `.weights.h5` (or `.weights.npz`). Received: filepath={path}"
+        )
     model._require_built()
     meta = {
         "format": FORMAT,
@@ -391,7 +435,7 @@ def _restore_weights(model, zf, by_name, manifest, staged):
 def _guard(fn, path):
     try:
         return fn()
-    except _Invalid as e:
+    except (_Invalid, keras_config.Invalid, keras_h5.Invalid) as e:
         raise ValueError(f"Cannot load {os.fspath(path)!r}: {e}") from None
     except OSError:
         raise
@@ -444,6 +488,8 @@ def load_model(
     def run():
         zf = _open_archive(filepath, max_bytes)
         with zf:
+            if _is_keras_archive(zf):
+                return _load_keras_archive(zf, max_bytes, compile)
             meta, by_name = _read_meta(zf, max_bytes)
             manifest = meta["weights"]
             declared = _declared_bytes(manifest, max_bytes)
@@ -456,6 +502,58 @@ def load_model(
             return model
 
     return _guard(run, filepath)
+
+
+def _is_keras_archive(zf):
+    """Keras 3's archives (ours included) have ``metadata.json``; the older fastconv ones not."""
+    return "metadata.json" in zf.namelist()
+
+
+def _keras_h5_entry(zf, max_bytes):
+    """A file object over ``model.weights.h5`` in the archive, read in place when stored."""
+    info = next((i for i in zf.infolist() if i.filename == "model.weights.h5"), None)
+    if info is None:
+        raise _Invalid("model.weights.h5 is missing from the archive")
+    if info.file_size > max_bytes + MAX_CONFIG_BYTES:
+        raise _Invalid(f"model.weights.h5 is too large ({info.file_size:,} bytes)")
+    window = keras_h5.stored_entry(zf.fp, info)
+    return window if window is not None else zf.open(info)
+
+
+def _load_keras_archive(zf, max_bytes, compile):
+    infos = zf.infolist()
+    if len(infos) > MAX_ENTRIES or len({i.filename for i in infos}) != len(infos):
+        raise _Invalid("too many or duplicate entries in the archive")
+    by_name = {i.filename: i for i in infos}
+    if "config.json" not in by_name:
+        raise _Invalid("config.json is missing from the archive")
+    raw = _read_entry(zf, by_name["config.json"], MAX_CONFIG_BYTES)
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise _Invalid(f"config.json is not valid JSON: {e}") from None
+    _check_json_value(config)
+    with keras_h5.open_h5(_keras_h5_entry(zf, max_bytes)) as f:
+        declared = keras_h5.declared_bytes(f)
+        if declared > max_bytes:
+            raise _Invalid(
+                f"the file declares {declared:,} bytes of weights, above max_bytes="
+                f"{max_bytes:,}; pass a larger max_bytes to load it"
+            )
+        with weight_budget(declared // 4):
+            model = keras_config.model_from_keras(config)
+        if compile and isinstance(config, dict):
+            keras_config.compile_from_keras(model, config.get("compile_config"))
+        keras_h5.read_weights(f, model, staged=False, with_optimizer=compile)
+    return model
+
+
+def _load_weights_h5(model, path, max_bytes):
+    size = os.path.getsize(path)
+    if size > max_bytes + MAX_CONFIG_BYTES:
+        raise _Invalid(f"{path} is too large ({size:,} bytes) for max_bytes={max_bytes:,}")
+    with keras_h5.open_h5(path) as f:
+        keras_h5.read_weights(f, model, staged=True)
 
 
 def _compile_from_config(model, cc):
@@ -481,8 +579,15 @@ def load_weights(model, filepath, max_bytes=None):
 
     def run():
         model._require_built()
+        if os.fspath(filepath).endswith(".h5"):
+            if not os.path.exists(filepath):
+                raise FileNotFoundError(f"No file or directory found at {os.fspath(filepath)}")
+            return _load_weights_h5(model, os.fspath(filepath), max_bytes)
         zf = _open_archive(filepath, max_bytes)
         with zf:
+            if _is_keras_archive(zf):
+                with keras_h5.open_h5(_keras_h5_entry(zf, max_bytes)) as f:
+                    return keras_h5.read_weights(f, model, staged=True)
             meta, by_name = _read_meta(zf, max_bytes)
             _declared_bytes(meta["weights"], max_bytes)
             _restore_weights(model, zf, by_name, meta["weights"], staged=True)

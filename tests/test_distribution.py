@@ -197,6 +197,7 @@ def test_cli_train_mnist_distributed(tmp_path):
     )
     assert rc == 0, out
     assert out.count("Test accuracy:") == 1, out  # only rank 0 prints
+    assert out.count("Distributed: 2 MPI processes") == 1, out  # the world size, said once
     accuracy = float(out.split("Test accuracy:")[1].split()[0])
     assert accuracy > 0.6, out
 

@@ -1,5 +1,5 @@
 """Training callbacks: Callback base, History, ModelCheckpoint, EarlyStopping, LambdaCallback,
-TerminateOnNaN."""
+TerminateOnNaN, LearningRateScheduler."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ __all__ = [
     "EarlyStopping",
     "LambdaCallback",
     "TerminateOnNaN",
+    "LearningRateScheduler",
 ]
 
 
@@ -291,3 +292,42 @@ class TerminateOnNaN(Callback):
         if loss is not None and not math.isfinite(loss):
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
+
+
+class LearningRateScheduler(Callback):
+    """Learning rate scheduler.
+
+    At the beginning of every epoch, this callback gets the updated learning rate value from
+    the ``schedule`` function provided, with the current epoch and current learning rate, and
+    applies the updated learning rate on the optimizer.
+
+    Args:
+        schedule: A function that takes an epoch index (integer, indexed from 0) and current
+            learning rate (float) as inputs and returns a new learning rate as output (float).
+        verbose: Integer. 0: quiet, 1: log update messages.
+    """
+
+    def __init__(self, schedule: Callable[[int, float], float], verbose: int = 0) -> None:
+        super().__init__()
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None or not hasattr(optimizer, "learning_rate"):
+            raise ValueError('Optimizer must have a "learning_rate" attribute.')
+        learning_rate = self.schedule(epoch, float(optimizer.learning_rate))
+        if not isinstance(learning_rate, (float, int, np.floating, np.integer)):
+            raise ValueError(
+                f"The output of the `schedule` function should be a float. Got: {learning_rate!r}"
+            )
+        optimizer.learning_rate = float(learning_rate)
+        if self.verbose > 0:
+            print(
+                f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to "
+                f"{float(learning_rate)}."
+            )
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)

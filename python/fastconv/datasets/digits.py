@@ -25,11 +25,13 @@ SPLIT_SEED = 1797
 _DIGIT_SIZE = 20
 _IMAGE_SIZE = 28
 
+#: The shipped file: 1,797 rows of 64 pixels (0..16) and the label.
+DATA_FILE = resources.files(__package__).joinpath("data", "digits.csv.gz")
+
 
 def _load_raw():
     """The shipped file as (images (1797, 8, 8) uint8 in 0..16, labels (1797,) uint8)."""
-    ref = resources.files(__package__).joinpath("data", "digits.csv.gz")
-    with ref.open("rb") as f:
+    with DATA_FILE.open("rb") as f:
         table = np.loadtxt(gzip.open(f, "rt"), delimiter=",", dtype=np.int64)
     if table.shape != (NUM_SAMPLES, 65):
         raise ValueError(f"digits.csv.gz: expected a 1797x65 table, got {table.shape}")

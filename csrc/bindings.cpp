@@ -16,7 +16,7 @@
 #include "core/parallel.h"
 #include "core/peak.h"
 #include "kernels/conv2d.h"
-#include "kernels/conv2d/winograd.h"
+#include "kernels/conv2d/algorithms.h"
 #include "kernels/dense.h"
 #include "kernels/elementwise.h"
 #include "kernels/losses.h"
@@ -34,6 +34,14 @@ using Pair = std::pair<int64_t, int64_t>;
 
 void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
+}
+
+fastconv::ConvPass conv_pass(const std::string& name) {
+  if (name == "forward") return fastconv::ConvPass::kForward;
+  if (name == "input_gradient") return fastconv::ConvPass::kInputGradient;
+  require(name == "weight_gradient",
+          "pass must be 'forward', 'input_gradient' or 'weight_gradient', got '" + name + "'");
+  return fastconv::ConvPass::kWeightGradient;
 }
 
 void require_rank(const py::array& a, const char* name, int rank) {
@@ -182,8 +190,37 @@ PYBIND11_MODULE(_core, m) {
       py::arg("isa"), py::arg("threads"), py::arg("seconds"));
   m.def("openmp_runtime_path", &fastconv::openmp_runtime_path);
   m.def("forked_child_single_threaded", &fastconv::forked_child_single_threaded);
-  m.def("winograd_enabled", &fastconv::winograd_enabled);
-  m.def("set_winograd_enabled", &fastconv::set_winograd_enabled, py::arg("enabled"));
+  // The convolution algorithms (csrc/kernels/conv2d/algorithms.h).
+  m.def("set_conv_algorithm", &fastconv::set_conv_algorithm, py::arg("name"));
+  m.def("get_conv_algorithm", &fastconv::conv_algorithm);
+  m.def("conv_algorithm_settings", &fastconv::conv_algorithm_settings);
+  m.def("conv_algorithms",
+        [](const std::string& pass) { return fastconv::conv_algorithm_names(conv_pass(pass)); });
+  m.def(
+      "conv_algorithm_reasons",
+      [](const std::string& pass, const Array& x, const Array& kernel, const Array& y, Pair strides,
+         Pair dilation, Pair pads) {
+        const Conv2dShape s = conv_shape(x, kernel, y, strides, dilation, pads);
+        return fastconv::conv_algorithm_reasons(conv_pass(pass), s);
+      },
+      py::arg("pass"), py::arg("x"), py::arg("kernel"), py::arg("y"), py::arg("strides"),
+      py::arg("dilation"), py::arg("pads"));
+  m.def("conv_algorithm_choices", [] {
+    py::list out;
+    for (const auto& c : fastconv::conv_algorithm_choices())
+      out.append(py::make_tuple(c.pass, c.shape, c.threads, c.isa, c.algorithm, c.milliseconds));
+    return out;
+  });
+  m.def("clear_conv_algorithm_choices", &fastconv::clear_conv_algorithm_choices);
+  m.def(
+      "last_conv_algorithms",
+      [](bool clear) {
+        py::list out;
+        for (const auto& r : fastconv::last_conv_algorithms(clear))
+          out.append(py::make_tuple(r.pass, r.shape, r.algorithm, r.how));
+        return out;
+      },
+      py::arg("clear") = false);
   m.def("_get_min_thread_nanos", &fastconv::min_thread_nanos);
   m.def("_set_min_thread_nanos", &fastconv::set_min_thread_nanos, py::arg("nanos"));
   m.def("gemm_tile", [] {

@@ -72,9 +72,10 @@ struct KernelTable {
   // Winograd F(2x2, 3x3), vectorised over channels. Input: the 4x4 cells of one input tile
   // (cells[r*4 + c], null in the padding) to v[xi * v_stride + ch], xi = 0..15, V = B^T d B.
   // Output: from m[xi * m_stride + k], Y = A^T M A (+ bias, ReLU) to the 2x2 pixels outs[r*2 +
-  // c] (null outside the image).
+  // c] (null outside the image); false when a value of Y stored (before bias and ReLU) is not
+  // finite.
   void (*winograd_input_tile)(int64_t C, const float* const* cells, float* v, int64_t v_stride);
-  void (*winograd_output_tile)(int64_t K, const float* m, int64_t m_stride, const float* bias,
+  bool (*winograd_output_tile)(int64_t K, const float* m, int64_t m_stride, const float* bias,
                                bool relu, float* const* outs);
   // The weight gradient's view of an output tile: dM = A dY A^T from the 2x2 output gradients
   // douts[r*2 + c] (null outside the image) to m[xi * m_stride + k].

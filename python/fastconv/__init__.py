@@ -6,8 +6,11 @@ from __future__ import annotations
 from fastconv.runtime import (
     MAX_THREADS,
     __version__,
+    conv_algorithm_choices,
+    get_conv_algorithm,
     get_num_threads,
     info,
+    set_conv_algorithm,
     set_num_threads,
     set_winograd,
     winograd_enabled,
@@ -22,8 +25,11 @@ from fastconv._api import *  # noqa: F403
 __all__ = [
     "MAX_THREADS",
     "__version__",
+    "conv_algorithm_choices",
+    "get_conv_algorithm",
     "get_num_threads",
     "info",
+    "set_conv_algorithm",
     "set_num_threads",
     "set_winograd",
     "winograd_enabled",

@@ -1,4 +1,5 @@
-"""Run-time settings of the kernels: threads, Winograd, and what this build and CPU run.
+"""Run-time settings of the kernels: threads, convolution algorithms, and what this build and CPU
+run.
 
 ``fastconv`` re-exports these; modules inside the package import them from here.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import numbers
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -24,6 +26,9 @@ __all__ = [
     "MAX_THREADS",
     "set_num_threads",
     "get_num_threads",
+    "set_conv_algorithm",
+    "get_conv_algorithm",
+    "conv_algorithm_choices",
     "set_winograd",
     "winograd_enabled",
     "info",
@@ -55,35 +60,87 @@ def get_num_threads() -> int:
     return int(_core.get_num_threads())
 
 
-def set_winograd(enabled: bool) -> None:
-    """Switches Winograd F(2x2, 3x3) on or off for 3x3 stride-1 convolutions (default: off).
+def set_conv_algorithm(name: str) -> None:
+    """Chooses how convolutions run: ``"auto"`` (the default), ``"direct"`` or an algorithm.
 
-    It multiplies 2.25x less than the direct convolution. Results differ from the direct path
-    by rounding (the transforms add and halve; tests/test_winograd.py bounds it). Small images
-    keep the direct path (results under 10x10; input gradients of images under 16x16).
-    An infinity in the input gives NaN in the outputs it reaches (the transforms subtract),
-    where the direct path gives an infinity. ``FASTCONV_WINOGRAD=1`` switches it on at import.
+    Each pass (forward, input gradient, weight gradient) has an ordered list of algorithms, each
+    of which says whether it can take a problem and why not (``_core.conv_algorithm_reasons``):
+
+    - forward: ``few_channel`` (1-4 input channels, patches read in place a row at a time),
+      ``winograd`` (F(2x2, 3x3): 3x3, stride 1, no dilation), ``igemm`` (indirect GEMM, any);
+    - input gradient: ``few_channel`` (1-4 input channels, stride 1), ``winograd``, ``col2im``
+      (GEMM over output pixels and a scatter, any), ``igemm`` (transposed indirect GEMM, any);
+    - weight gradient: ``rowgemm`` (row-pointer GEMM, input channels a multiple of its tile
+      height: 4 on AVX2 and the portable path, 8 on AVX-512), ``winograd`` (also that multiple),
+      ``patches`` (patch sums read in place, any).
+
+    ``"auto"`` times every algorithm that can take a call's problem the first time its (pass,
+    shape without the batch size, thread count, ISA) is met, on that call (the output is the
+    fastest one's), and keeps
+    the fastest for the process; ``info()["conv_choices"]`` lists the choices. ``"direct"`` is
+    auto without Winograd. A forced name runs that algorithm wherever it can take the problem and
+    falls back to auto's choice, for that call, where it cannot (so ``"col2im"`` forces the
+    input gradient alone). Winograd's results stay within the float64 reference tolerance the
+    tests hold every algorithm to; where its inputs or its result hold an infinity or a NaN, the
+    call is redone with a direct algorithm, so non-finite values come out as the direct sum
+    gives them. ``FASTCONV_CONV_ALGO`` sets this at import.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"set_conv_algorithm: name must be a str, got {name!r}")
+    try:
+        _core.set_conv_algorithm(name)
+    except ValueError as exc:
+        raise ValueError(f"set_conv_algorithm: {exc}") from None
+
+
+def get_conv_algorithm() -> str:
+    """The convolution algorithm setting: "auto", "direct" or a forced name (set_conv_algorithm)."""
+    return str(_core.get_conv_algorithm())
+
+
+def conv_algorithm_choices() -> list[tuple[str, str, str]]:
+    """The algorithms "auto" chose so far in this process: (pass, shape, algorithm) each."""
+    return [(c[0], c[1], c[4]) for c in _core.conv_algorithm_choices()]
+
+
+def set_winograd(enabled: bool) -> None:
+    """Deprecated: ``set_conv_algorithm("winograd")`` (True: Winograd wherever it can take the
+    problem) or ``set_conv_algorithm("direct")`` (False: never Winograd); the default "auto"
+    measures it against the direct algorithms. ``FASTCONV_WINOGRAD=1`` / ``0`` do the same at
+    import, unless ``FASTCONV_CONV_ALGO`` is set."""
     if not isinstance(enabled, (bool, np.bool_)):
         raise TypeError(f"set_winograd: enabled must be a bool, got {enabled!r}")
-    _core.set_winograd_enabled(bool(enabled))
+    warnings.warn(
+        "fastconv.set_winograd is deprecated: use fastconv.set_conv_algorithm('winograd'), "
+        "('direct') or ('auto')",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    _core.set_conv_algorithm("winograd" if enabled else "direct")
 
 
 def winograd_enabled() -> bool:
-    """Whether 3x3 stride-1 convolutions use Winograd F(2x2, 3x3) (see set_winograd)."""
-    return bool(_core.winograd_enabled())
+    """Deprecated: whether the setting forces Winograd (``get_conv_algorithm() == "winograd"``)."""
+    return get_conv_algorithm() == "winograd"
 
 
-def _winograd_from_environment() -> None:
-    value = os.environ.get("FASTCONV_WINOGRAD", "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
+def _conv_algorithm_from_environment() -> None:
+    value = os.environ.get("FASTCONV_CONV_ALGO", "").strip()
+    if value:
+        settings = list(_core.conv_algorithm_settings())
+        if value not in settings:
+            raise ValueError(f"FASTCONV_CONV_ALGO must be one of {settings}, got {value!r}")
+        _core.set_conv_algorithm(value)
         return
-    if value not in ("1", "true", "yes", "on"):
+    value = os.environ.get("FASTCONV_WINOGRAD", "").strip().lower()
+    if value in ("", "auto"):
+        return
+    if value not in ("0", "false", "no", "off", "1", "true", "yes", "on"):
         raise ValueError(f"FASTCONV_WINOGRAD must be 0 or 1, got {value!r}")
-    _core.set_winograd_enabled(True)
+    _core.set_conv_algorithm("winograd" if value in ("1", "true", "yes", "on") else "direct")
 
 
-_winograd_from_environment()
+_conv_algorithm_from_environment()
 
 
 # File names of OpenMP runtimes: GNU's libgomp (also as copies that wheels bundle, such as
@@ -111,7 +168,8 @@ def openmp_runtimes_loaded() -> list[str]:
 
 def info() -> dict:
     """Version, kernel ISA in use, ISAs this CPU can run, thread count, OpenMP compiled in, the
-    OpenMP runtime's file and every OpenMP runtime loaded, whether Winograd convolutions are on."""
+    OpenMP runtime's file and every OpenMP runtime loaded, the convolution algorithm setting and
+    the choices "auto" made so far (pass, shape, algorithm)."""
     runtime = _core.openmp_runtime_path()
     return {
         "version": __version__,
@@ -122,5 +180,6 @@ def info() -> dict:
         "openmp_runtime": os.path.realpath(runtime) if runtime else None,
         "openmp_runtimes_loaded": openmp_runtimes_loaded(),
         "forked_child_single_thread": bool(_core.forked_child_single_threaded()),
-        "winograd": winograd_enabled(),
+        "conv_algorithm": get_conv_algorithm(),
+        "conv_choices": conv_algorithm_choices(),
     }

@@ -5,13 +5,11 @@
 #include <cstring>
 #include <vector>
 
-#include "core/dispatch.h"
 #include "core/parallel.h"
 #include "core/parallel_region.h"
 #include "kernels/conv2d.h"
-#include "kernels/conv2d/few_channel.h"
+#include "kernels/conv2d/algorithms.h"
 #include "kernels/conv2d/passes.h"
-#include "kernels/conv2d/winograd.h"
 #include "kernels/gemm.h"
 
 namespace fastconv {
@@ -109,32 +107,11 @@ void backward_input_igemm(const KernelTable& kt, const Conv2dShape& s, const flo
 }  // namespace conv2d_detail
 
 void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* kernel, float* dx) {
-  using namespace conv2d_detail;
-  const KernelTable& kt = active_kernels();
-  if (winograd_enabled() && winograd_applies(s, true)) {
-    winograd_conv2d_backward_input(kt, s, dy, kernel, dx);
-    return;
-  }
-  // Few input channels at stride 1, when col2im's columns would fill at most half of their GEMM
-  // panels (A.conv1: 9 of 32; B.conv1's 27 of 32 stay with col2im, measured 20% faster there).
-  const int64_t width = s.kernel_h * s.kernel_w * s.in_c;
-  const int64_t padded_width = (width + kt.igemm_nr - 1) / kt.igemm_nr * kt.igemm_nr;
-  if (s.in_c <= kSmallDepthChannels && s.stride_h == 1 && s.stride_w == 1 &&
-      2 * width <= padded_width) {
-    backward_input_few_channel(kt, s, dy, kernel, dx);
-    return;
-  }
-  // The indirect GEMM runs over every input pixel; col2im over output pixels plus a scatter.
-  // col2im wins when input pixels outnumber output pixels by 1.2x or more (measured: A.conv2,
-  // 13x13 under 11x11, 9% faster; B.conv3, 43x43 under 41x41, level; small images, strides) or
-  // when few input channels leave most of the indirect GEMM's vector panel empty.
-  const double pixel_ratio =
-      static_cast<double>(s.in_h * s.in_w) / static_cast<double>(s.out_h * s.out_w);
-  if (pixel_ratio >= 1.2 || 2 * s.in_c <= kt.igemm_nr) {
-    backward_input_col2im(kt, s, dy, kernel, dx);
-    return;
-  }
-  backward_input_igemm(kt, s, dy, kernel, dx);
+  ConvOperands ops;
+  ops.dy = dy;
+  ops.kernel = kernel;
+  ops.out = dx;
+  run_conv_pass(ConvPass::kInputGradient, s, ops);
 }
 
 }  // namespace fastconv

@@ -3,10 +3,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/dispatch.h"
 #include "core/parallel.h"
 #include "core/parallel_region.h"
 #include "kernels/conv2d.h"
+#include "kernels/conv2d/algorithms.h"
 #include "kernels/conv2d/few_channel.h"
 #include "kernels/conv2d/passes.h"
 #include "kernels/conv2d/weight_sums.h"
@@ -129,11 +129,11 @@ void backward_weight_patches(const KernelTable& kt, const Conv2dShape& s, const 
 }
 
 // Winograd for dkernel; the bias gradient summed over dy's rows.
-void backward_weight_winograd(const KernelTable& kt, const Conv2dShape& s, const float* x,
+bool backward_weight_winograd(const KernelTable& kt, const Conv2dShape& s, const float* x,
                               const float* dy, float* dkernel, float* dbias) {
   const int64_t pixels = s.batch * s.out_h * s.out_w;
   const int64_t out_c = s.out_c;
-  winograd_conv2d_backward_weight(kt, s, x, dy, dkernel);
+  if (!winograd_conv2d_backward_weight(kt, s, x, dy, dkernel)) return false;
   if (dbias)
     parallel_region(threads_for_nanos(0.3 * pixels * out_c), [&](int tid, int nt) {
       int64_t c0, c1;
@@ -141,21 +141,19 @@ void backward_weight_winograd(const KernelTable& kt, const Conv2dShape& s, const
       std::fill(dbias + c0, dbias + c1, 0.0f);
       kt.add_rows(pixels, c1 - c0, dy + c0, out_c, dbias + c0, 0);
     });
+  return true;
 }
 
 }  // namespace conv2d_detail
 
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dkernel,
                             float* dbias) {
-  using namespace conv2d_detail;
-  const KernelTable& kt = active_kernels();
-  if (winograd_enabled() && winograd_weight_gradient_applies(kt, s)) {
-    backward_weight_winograd(kt, s, x, dy, dkernel, dbias);
-  } else if (s.in_c % kt.rowgemm_mr == 0) {
-    backward_weight_rowgemm(kt, s, x, dy, dkernel, dbias);
-  } else {
-    backward_weight_patches(kt, s, x, dy, dkernel, dbias);
-  }
+  ConvOperands ops;
+  ops.x = x;
+  ops.dy = dy;
+  ops.out = dkernel;
+  ops.dbias = dbias;
+  run_conv_pass(ConvPass::kWeightGradient, s, ops);
 }
 
 }  // namespace fastconv

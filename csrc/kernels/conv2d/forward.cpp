@@ -1,12 +1,11 @@
-// The forward pass.
+// The forward pass: the indirect GEMM (few_channel.cpp and winograd.cpp hold the others; the
+// list and the choice are in algorithms.cpp).
 #include <cstdint>
 
-#include "core/dispatch.h"
 #include "core/parallel.h"
 #include "kernels/conv2d.h"
-#include "kernels/conv2d/few_channel.h"
+#include "kernels/conv2d/algorithms.h"
 #include "kernels/conv2d/passes.h"
-#include "kernels/conv2d/winograd.h"
 #include "kernels/gemm.h"
 
 namespace fastconv {
@@ -27,17 +26,13 @@ void forward_igemm(const KernelTable& kt, const Conv2dShape& s, const float* x, 
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* kernel, const float* bias,
                     float* y, bool relu) {
-  using namespace conv2d_detail;
-  const KernelTable& kt = active_kernels();
-  if (winograd_enabled() && winograd_applies(s, false)) {
-    winograd_conv2d_forward(kt, s, x, kernel, bias, y, relu);
-    return;
-  }
-  if (s.in_c <= kSmallDepthChannels) {
-    forward_few_channel(kt, s, x, kernel, bias, y, relu);
-    return;
-  }
-  forward_igemm(kt, s, x, kernel, bias, y, relu);
+  ConvOperands ops;
+  ops.x = x;
+  ops.kernel = kernel;
+  ops.bias = bias;
+  ops.out = y;
+  ops.relu = relu;
+  run_conv_pass(ConvPass::kForward, s, ops);
 }
 
 }  // namespace fastconv

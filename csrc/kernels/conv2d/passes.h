@@ -37,7 +37,8 @@ void backward_weight_rowgemm(const KernelTable& kt, const Conv2dShape& s, const 
                              const float* dy, float* dkernel, float* dbias);
 void backward_weight_patches(const KernelTable& kt, const Conv2dShape& s, const float* x,
                              const float* dy, float* dkernel, float* dbias);
-void backward_weight_winograd(const KernelTable& kt, const Conv2dShape& s, const float* x,
+// false when dkernel held a value that is not finite (see winograd.h).
+bool backward_weight_winograd(const KernelTable& kt, const Conv2dShape& s, const float* x,
                               const float* dy, float* dkernel, float* dbias);
 
 }  // namespace conv2d_detail

@@ -10,11 +10,6 @@
 namespace fastconv {
 namespace {
 
-std::atomic<bool>& winograd_flag() {
-  static std::atomic<bool> flag{false};
-  return flag;
-}
-
 constexpr int kTransformed = 16;  // 4x4 transformed tile positions
 
 // U[xi][c][k] = (G g G^T)[xi] for the 3x3 kernel g = kernel[., ., c, k] (HWIO), packed for the
@@ -113,7 +108,8 @@ int64_t tiles_per_block(int64_t C, int64_t K, int64_t budget, int mr) {
 
 // y[n, oy, ox, k] = sum over a, b < 3 and c of x[n, oy - pad_top + a, ox - pad_left + b, c] *
 // kernel[a, b, c, k] (+ bias, ReLU), for oy < out_h, ox < out_w; zero outside the image.
-void winograd_conv3x3(const KernelTable& kt, int64_t batch, int64_t in_h, int64_t in_w, int64_t C,
+// Returns false when a value of y before bias and ReLU is not finite (see winograd_output_tile).
+bool winograd_conv3x3(const KernelTable& kt, int64_t batch, int64_t in_h, int64_t in_w, int64_t C,
                       const float* x, const float* kernel, int64_t K, int64_t pad_top,
                       int64_t pad_left, int64_t out_h, int64_t out_w, const float* bias, bool relu,
                       float* y) {
@@ -124,7 +120,9 @@ void winograd_conv3x3(const KernelTable& kt, int64_t batch, int64_t in_h, int64_
   const int64_t tiles = grid.tiles(batch);
   const int64_t block = std::min<int64_t>(128, tiles_per_block(C, K, 512 * 1024, mr));
   const double flops = 2.0 * kTransformed * tiles * C * K;
+  std::atomic<bool> finite{true};
   parallel_region(threads_for_work(flops), [&](int tid, int nt) {
+    bool mine = true;
     float* v = thread_scratch(Scratch::kPackA, static_cast<size_t>(kTransformed * block * C));
     float* m = thread_scratch(Scratch::kColumns, static_cast<size_t>(kTransformed * block * K));
     thread_local std::vector<const float*> rows_storage;
@@ -150,17 +148,20 @@ void winograd_conv3x3(const KernelTable& kt, int64_t batch, int64_t in_h, int64_
       for (int64_t i = 0; i < count; ++i) {
         float* outs[4];
         grid.output_pixels(y, K, t0 + i, outs);
-        kt.winograd_output_tile(K, m + i * K, block * K, bias, relu, outs);
+        mine &= kt.winograd_output_tile(K, m + i * K, block * K, bias, relu, outs);
       }
     }
+    if (!mine) finite.store(false, std::memory_order_relaxed);
   });
+  return finite.load();
 }
 
 // dkernel = G^T dU G per channel pair, where dU[xi][c][k] = sum over tiles of V[xi][t][c] *
 // dM[xi][t][k] (V = B^T d B of the input tile, dM = A dY A^T of the output gradient tile): 16
 // GEMMs that reduce over tiles, on the row-pointer microkernel. Each thread sums its tiles into
-// a private dU, reduced once. G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
-void winograd_weight_gradient(const KernelTable& kt, const Conv2dShape& s, const float* x,
+// a private dU, reduced once. G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1]. Returns false when
+// a value of dkernel is not finite.
+bool winograd_weight_gradient(const KernelTable& kt, const Conv2dShape& s, const float* x,
                               const float* dy, float* dkernel) {
   const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
   const int64_t C = s.in_c, K = s.out_c;
@@ -170,6 +171,7 @@ void winograd_weight_gradient(const KernelTable& kt, const Conv2dShape& s, const
   const int64_t du_size = kTransformed * C * K;
   const int threads = threads_for_work(2.0 * kTransformed * tiles * C * K);
   std::vector<float*> partials(threads, nullptr);
+  std::atomic<bool> finite{true};
   parallel_region(threads, [&](int tid, int nt) {
     float* v = thread_scratch(Scratch::kPackA, static_cast<size_t>(kTransformed * block * C));
     float* m = thread_scratch(Scratch::kColumns, static_cast<size_t>(kTransformed * block * K));
@@ -205,6 +207,7 @@ void winograd_weight_gradient(const KernelTable& kt, const Conv2dShape& s, const
     // Reduce and transform back, each thread a share of the (c, k) pairs.
     int64_t e0, e1;
     static_share(C * K, tid, nt, e0, e1);
+    float bad = 0.0f;  // x - x is 0 for a finite x, NaN otherwise
     for (int64_t e = e0; e < e1; ++e) {
       float u[4][4], h[3][4];
       for (int xi = 0; xi < kTransformed; ++xi) {
@@ -224,47 +227,25 @@ void winograd_weight_gradient(const KernelTable& kt, const Conv2dShape& s, const
         dkernel[(a * 3 + 0) * C * K + e] = g0;
         dkernel[(a * 3 + 1) * C * K + e] = g1;
         dkernel[(a * 3 + 2) * C * K + e] = g2;
+        bad += (g0 - g0) + (g1 - g1) + (g2 - g2);
       }
     }
+    if (bad != 0.0f) finite.store(false, std::memory_order_relaxed);
   });
+  return finite.load();
 }
 
 }  // namespace
 
-bool winograd_enabled() { return winograd_flag().load(std::memory_order_relaxed); }
-
-void set_winograd_enabled(bool enabled) {
-  winograd_flag().store(enabled, std::memory_order_relaxed);
-}
-
-bool winograd_applies(const Conv2dShape& s, bool input_gradient) {
-  // Measured on the lecture's layers (F(2x2, 3x3) against the direct path): 1.5-1.8x faster for
-  // 20x20 to 89x89 images; for 13x13 -> 11x11 1.3x forward and weight gradient but level with
-  // the col2im input gradient; slower for 9x9 and smaller, where 2x2 tiles overhang the image and
-  // the kernel transform weighs more. Below 8 channels the GEMMs are too shallow to pay for the
-  // transforms.
-  constexpr int64_t kMinSide = 10, kMinSideInputGradient = 16, kMinChannels = 8;
-  const int64_t rows = input_gradient ? s.in_h : s.out_h;
-  const int64_t cols = input_gradient ? s.in_w : s.out_w;
-  const int64_t side = input_gradient ? kMinSideInputGradient : kMinSide;
-  return s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 1 && s.stride_w == 1 &&
-         s.dilation_h == 1 && s.dilation_w == 1 && s.in_c >= kMinChannels &&
-         s.out_c >= kMinChannels && rows >= side && cols >= side;
-}
-
-bool winograd_weight_gradient_applies(const KernelTable& kt, const Conv2dShape& s) {
-  return winograd_applies(s, false) && s.in_c % kt.rowgemm_mr == 0;
-}
-
-void winograd_conv2d_forward(const KernelTable& kt, const Conv2dShape& s, const float* x,
+bool winograd_conv2d_forward(const KernelTable& kt, const Conv2dShape& s, const float* x,
                              const float* kernel, const float* bias, float* y, bool relu) {
-  winograd_conv3x3(kt, s.batch, s.in_h, s.in_w, s.in_c, x, kernel, s.out_c, s.pad_top, s.pad_left,
-                   s.out_h, s.out_w, bias, relu, y);
+  return winograd_conv3x3(kt, s.batch, s.in_h, s.in_w, s.in_c, x, kernel, s.out_c, s.pad_top,
+                          s.pad_left, s.out_h, s.out_w, bias, relu, y);
 }
 
 // dx is the correlation of dy with the kernel turned by 180 degrees and its channel axes swapped,
 // padded by 2 - pad (kernel size - 1 - pad) on the top and left.
-void winograd_conv2d_backward_input(const KernelTable& kt, const Conv2dShape& s, const float* dy,
+bool winograd_conv2d_backward_input(const KernelTable& kt, const Conv2dShape& s, const float* dy,
                                     const float* kernel, float* dx) {
   std::vector<float> turned(static_cast<size_t>(9 * s.in_c * s.out_c));
   for (int a = 0; a < 3; ++a)
@@ -273,13 +254,13 @@ void winograd_conv2d_backward_input(const KernelTable& kt, const Conv2dShape& s,
         for (int64_t co = 0; co < s.out_c; ++co)
           turned[(((2 - a) * 3 + (2 - b)) * s.out_c + co) * s.in_c + ci] =
               kernel[((a * 3 + b) * s.in_c + ci) * s.out_c + co];
-  winograd_conv3x3(kt, s.batch, s.out_h, s.out_w, s.out_c, dy, turned.data(), s.in_c, 2 - s.pad_top,
-                   2 - s.pad_left, s.in_h, s.in_w, nullptr, false, dx);
+  return winograd_conv3x3(kt, s.batch, s.out_h, s.out_w, s.out_c, dy, turned.data(), s.in_c,
+                          2 - s.pad_top, 2 - s.pad_left, s.in_h, s.in_w, nullptr, false, dx);
 }
 
-void winograd_conv2d_backward_weight(const KernelTable& kt, const Conv2dShape& s, const float* x,
+bool winograd_conv2d_backward_weight(const KernelTable& kt, const Conv2dShape& s, const float* x,
                                      const float* dy, float* dkernel) {
-  winograd_weight_gradient(kt, s, x, dy, dkernel);
+  return winograd_weight_gradient(kt, s, x, dy, dkernel);
 }
 
 }  // namespace fastconv

@@ -1,7 +1,8 @@
 #pragma once
-// Winograd F(2x2, 3x3) convolution, an opt-in for 3x3 stride-1 layers: 16 multiplies per 2x2
+// Winograd F(2x2, 3x3) convolution for 3x3 stride-1 undilated layers: 16 multiplies per 2x2
 // output tile and channel pair instead of 36 (2.25x fewer), at the cost of transforms and a
-// small loss of accuracy (measured in tests/test_winograd.py). Off unless the user asks.
+// rounding of its own (bounded in tests/kernels/test_conv_algorithms.py). One of the algorithms
+// of algorithms.cpp, which says when it can take a problem.
 #include <cstdint>
 
 #include "kernels/conv2d.h"
@@ -9,23 +10,17 @@
 
 namespace fastconv {
 
-bool winograd_enabled();
-void set_winograd_enabled(bool enabled);
-
-// Whether the Winograd path runs this convolution's forward pass (or input gradient): a 3x3
-// kernel, stride 1, no dilation, and a result large enough for the transforms to pay.
-bool winograd_applies(const Conv2dShape& s, bool input_gradient);
-
-// The forward pass, input gradient and weight gradient of such a convolution by Winograd, with
-// the caller's kernel table (read once per call: another thread may switch the ISA meanwhile).
-void winograd_conv2d_forward(const KernelTable& kt, const Conv2dShape& s, const float* x,
+// The forward pass, input gradient and weight gradient (dkernel only; the caller sums the bias
+// gradient, and in_c must be a multiple of the table's rowgemm_mr) by Winograd, with the caller's
+// kernel table. Each returns false when a value of its result was not finite (before bias and
+// ReLU): an infinity or NaN in the inputs, or an overflow in the transforms. The transforms
+// subtract, so such a result may hold NaN where the direct sum holds an infinity, or the other
+// way after a ReLU: the caller redoes the call with a direct algorithm.
+bool winograd_conv2d_forward(const KernelTable& kt, const Conv2dShape& s, const float* x,
                              const float* kernel, const float* bias, float* y, bool relu);
-void winograd_conv2d_backward_input(const KernelTable& kt, const Conv2dShape& s, const float* dy,
+bool winograd_conv2d_backward_input(const KernelTable& kt, const Conv2dShape& s, const float* dy,
                                     const float* kernel, float* dx);
-// dkernel only; the caller sums the bias gradient. Needs in_c to be a multiple of the table's
-// row-pointer kernel height (winograd_weight_gradient_applies).
-void winograd_conv2d_backward_weight(const KernelTable& kt, const Conv2dShape& s, const float* x,
+bool winograd_conv2d_backward_weight(const KernelTable& kt, const Conv2dShape& s, const float* x,
                                      const float* dy, float* dkernel);
-bool winograd_weight_gradient_applies(const KernelTable& kt, const Conv2dShape& s);
 
 }  // namespace fastconv

@@ -31,25 +31,129 @@ class Callback:
         self.params = {}
 
     def set_model(self, model: Any) -> None:
+        """Sets the model the callback observes (``fit``/``evaluate``/``predict`` call this)."""
         self.model = model
 
     def set_params(self, params: dict[str, Any]) -> None:
+        """Sets the training parameters (``verbose``, ``epochs``, ``steps``)."""
         self.params = params
 
-    def on_train_begin(self, logs: dict | None = None) -> None: ...
-    def on_train_end(self, logs: dict | None = None) -> None: ...
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: ...
-    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
-    def on_test_begin(self, logs: dict | None = None) -> None: ...
-    def on_test_end(self, logs: dict | None = None) -> None: ...
-    def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
-    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
-    def on_predict_begin(self, logs: dict | None = None) -> None: ...
-    def on_predict_end(self, logs: dict | None = None) -> None: ...
-    def on_predict_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
-    def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Called at the beginning of training.
+
+        Args:
+            logs: Dict. Currently no data is passed to this argument for this method but that may
+                change in the future.
+        """
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        """Called at the end of training.
+
+        Args:
+            logs: Dict. Currently the output of the last call to ``on_epoch_end()`` is passed to
+                this argument for this method but that may change in the future.
+        """
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Called at the start of an epoch.
+
+        Args:
+            epoch: Integer, index of epoch.
+            logs: Dict. Currently no data is passed to this argument for this method but that may
+                change in the future.
+        """
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Called at the end of an epoch.
+
+        Args:
+            epoch: Integer, index of epoch.
+            logs: Dict, metric results for this training epoch, and for the validation epoch if
+                validation is performed. Validation result keys are prefixed with ``val_``.
+        """
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        """Called at the beginning of a training batch in ``fit`` methods.
+
+        Args:
+            batch: Integer, index of batch within the current epoch.
+            logs: Dict. Currently no data is passed to this argument for this method but that may
+                change in the future.
+        """
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Called at the end of a training batch in ``fit`` methods.
+
+        Args:
+            batch: Integer, index of batch within the current epoch.
+            logs: Dict. Aggregated metric results up until this batch.
+        """
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        """Called at the beginning of evaluation or validation.
+
+        Args:
+            logs: Dict. Currently no data is passed to this argument for this method but that may
+                change in the future.
+        """
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        """Called at the end of evaluation or validation.
+
+        Args:
+            logs: Dict. Currently the output of the last call to ``on_test_batch_end()`` is passed
+                to this argument for this method but that may change in the future.
+        """
+
+    def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        """Called at the beginning of a batch in ``evaluate`` methods (and of validation).
+
+        Args:
+            batch: Integer, index of batch within the current epoch.
+            logs: Dict. Currently no data is passed to this argument for this method but that may
+                change in the future.
+        """
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Called at the end of a batch in ``evaluate`` methods (and of validation).
+
+        Args:
+            batch: Integer, index of batch within the current epoch.
+            logs: Dict. Aggregated metric results up until this batch.
+        """
+
+    def on_predict_begin(self, logs: dict | None = None) -> None:
+        """Called at the beginning of prediction.
+
+        Args:
+            logs: Dict. Currently no data is passed to this argument for this method but that may
+                change in the future.
+        """
+
+    def on_predict_end(self, logs: dict | None = None) -> None:
+        """Called at the end of prediction.
+
+        Args:
+            logs: Dict. Currently no data is passed to this argument for this method but that may
+                change in the future.
+        """
+
+    def on_predict_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        """Called at the beginning of a batch in ``predict`` methods.
+
+        Args:
+            batch: Integer, index of batch within the current epoch.
+            logs: Dict. Currently no data is passed to this argument for this method but that may
+                change in the future.
+        """
+
+    def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Called at the end of a batch in ``predict`` methods.
+
+        Args:
+            batch: Integer, index of batch within the current epoch.
+            logs: Dict, holding the batch's ``outputs``.
+        """
 
 
 class CallbackList:

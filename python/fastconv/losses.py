@@ -60,11 +60,13 @@ class Loss:
         return _f32(y_true)
 
     def compute(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample losses and the gradient with respect to ``y_pred``: ``(per_sample, grad)``."""
         raise NotImplementedError
 
     def compute_from_logits(
         self, y_true: np.ndarray, logits: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
+        """As ``compute``, from the logits before the fused activation (stable)."""
         raise NotImplementedError
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
@@ -75,10 +77,12 @@ class Loss:
         return float(np.mean(per_sample, dtype=np.float64))
 
     def get_config(self) -> dict[str, Any]:
+        """Returns the config dictionary for a ``Loss`` instance."""
         return {"name": self.name, "reduction": self.reduction}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Loss:
+        """Instantiates a ``Loss`` from its config (output of ``get_config()``)."""
         return cls(**config)
 
 
@@ -288,6 +292,15 @@ class BinaryCrossentropy(_SmoothedCrossentropy):
 
 
 class MeanSquaredError(Loss):
+    """Computes the mean of squares of errors between labels and predictions.
+
+    Formula: ``loss = mean(square(y_true - y_pred))``.
+
+    Args:
+        name: Optional name for the loss instance.
+        **kwargs: ``reduction`` (only ``"sum_over_batch_size"``) and ``dtype``.
+    """
+
     def __init__(self, name: str | None = None, **kwargs: Any) -> None:
         super().__init__(name=name or "mean_squared_error", **kwargs)
 
@@ -322,7 +335,26 @@ def _fn(cls):
         per, _ = loss.compute(loss.prepare_targets(y_true, y_pred.shape), y_pred)
         return per
 
+    f.__name__ = f.__qualname__ = _FUNCTION_NAMES[cls]
+    f.__doc__ = (
+        f"Computes the {cls.__name__} loss per sample, as ``keras.losses.{f.__name__}``.\n\n"
+        "Args:\n"
+        "    y_true: Ground truth values.\n"
+        "    y_pred: The predicted values.\n"
+        "    from_logits: Whether ``y_pred`` is expected to be a logits tensor (ignored by\n"
+        "        mean_squared_error).\n\n"
+        "Returns:\n"
+        "    The loss of each sample, a float32 NumPy array.\n"
+    )
     return f
+
+
+_FUNCTION_NAMES = {
+    SparseCategoricalCrossentropy: "sparse_categorical_crossentropy",
+    CategoricalCrossentropy: "categorical_crossentropy",
+    BinaryCrossentropy: "binary_crossentropy",
+    MeanSquaredError: "mean_squared_error",
+}
 
 
 sparse_categorical_crossentropy = _fn(SparseCategoricalCrossentropy)

@@ -28,19 +28,25 @@ class Metric:
         self.reset_state()
 
     def reset_state(self) -> None:
+        """Reset all of the metric state variables. This function is called between epochs when a
+        metric is evaluated during training."""
         pass
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        """Accumulate statistics for the metric."""
         raise NotImplementedError
 
     def result(self) -> float:
+        """Compute the current metric value. Returns: A scalar (float)."""
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
+        """Return the serializable config of the metric."""
         return {"name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Metric:
+        """Instantiates a metric from its config (output of ``get_config()``)."""
         return cls(**config)
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
@@ -77,26 +83,51 @@ class _MeanOfValues(Mean):
 
 
 class SparseCategoricalAccuracy(_MeanOfValues):
+    """Calculates how often predictions match integer labels.
+
+    Args:
+        name: (Optional) string name of the metric instance.
+        dtype: (Optional) data type of the metric result (float32 only).
+    """
+
     def __init__(self, name: str = "sparse_categorical_accuracy", dtype: Any = None) -> None:
         super().__init__(name=name)
 
     @staticmethod
     def values(y_true, y_pred):
+        """Per-sample 1.0/0.0: whether the integer label is the arg-max of the prediction."""
         pred = np.argmax(y_pred, axis=-1)
         t = y_true.reshape(pred.shape) if y_true.size == pred.size else y_true
         return (pred == t).astype(np.float32)
 
 
 class CategoricalAccuracy(_MeanOfValues):
+    """Calculates how often predictions match one-hot labels.
+
+    Args:
+        name: (Optional) string name of the metric instance.
+        dtype: (Optional) data type of the metric result (float32 only).
+    """
+
     def __init__(self, name: str = "categorical_accuracy", dtype: Any = None) -> None:
         super().__init__(name=name)
 
     @staticmethod
     def values(y_true, y_pred):
+        """Per-sample 1.0/0.0: whether the one-hot label's class is the prediction's arg-max."""
         return (np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1)).astype(np.float32)
 
 
 class BinaryAccuracy(_MeanOfValues):
+    """Calculates how often predictions match binary labels.
+
+    Args:
+        name: (Optional) string name of the metric instance.
+        dtype: (Optional) data type of the metric result (float32 only).
+        threshold: (Optional) Float representing the threshold for deciding whether
+            prediction values are 1 or 0.
+    """
+
     def __init__(
         self, name: str = "binary_accuracy", dtype: Any = None, threshold: float = 0.5
     ) -> None:
@@ -104,6 +135,7 @@ class BinaryAccuracy(_MeanOfValues):
         super().__init__(name=name)
 
     def values(self, y_true, y_pred):
+        """Per-sample 1.0/0.0: whether ``y_pred > threshold`` matches the label."""
         t = y_true.reshape(y_pred.shape) if y_true.size == y_pred.size else y_true
         hit = ((y_pred > self.threshold) == (t > 0.5)).astype(np.float32)
         return hit.reshape(hit.shape[0], -1).mean(axis=1) if hit.ndim > 1 else hit
@@ -117,6 +149,7 @@ class Accuracy(_MeanOfValues):
 
     @staticmethod
     def values(y_true, y_pred):
+        """Per-sample 1.0/0.0: whether the prediction equals the label."""
         t = y_true.reshape(y_pred.shape) if y_true.size == y_pred.size else y_true
         return (t == y_pred).astype(np.float32)
 

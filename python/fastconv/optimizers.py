@@ -18,6 +18,17 @@ __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "get", "serialize"]
 
 
 class Optimizer:
+    """Abstract optimizer base class.
+
+    Args:
+        learning_rate: A float, the learning rate.
+        name: String. The name to use for momentum accumulator weights created by the
+            optimizer.
+        **kwargs: Keras' other optimizer arguments: ``clipnorm``, ``clipvalue``,
+            ``global_clipnorm``, ``weight_decay`` and gradient accumulation are refused;
+            ``use_ema`` and loss scaling are accepted and ignored.
+    """
+
     def __init__(
         self, learning_rate: float = 0.001, name: str | None = None, **kwargs: Any
     ) -> None:
@@ -37,6 +48,7 @@ class Optimizer:
 
     @property
     def learning_rate(self) -> float:
+        """The learning rate (a non-negative float); settable, e.g. by a schedule callback."""
         return self._learning_rate
 
     @learning_rate.setter
@@ -69,25 +81,50 @@ class Optimizer:
     def apply_gradients(
         self, grads_and_vars: Iterable[tuple[np.ndarray | None, np.ndarray]]
     ) -> None:
+        """Apply gradients to variables.
+
+        Args:
+            grads_and_vars: List of ``(gradient, variable)`` pairs (NumPy arrays, updated in place).
+        """
         pairs = list(grads_and_vars)
         self.apply([g for g, _ in pairs], [v for _, v in pairs])
 
     @property
     def variables(self) -> list[np.ndarray]:
+        """The optimizer's state arrays (moments), one tuple per weight it has updated."""
         return [s for st in self._state.values() for s in st[1:]]
 
     def _update(self, p, g, slots):
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
+        """Returns the config of the optimizer (its constructor's arguments)."""
         return {"name": self.name, "learning_rate": self.learning_rate}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        """Creates an optimizer from its config."""
         return cls(**config)
 
 
 class SGD(Optimizer):
+    """Gradient descent (with momentum) optimizer.
+
+    Update rule for parameter ``w`` with gradient ``g`` when ``momentum`` is 0:
+    ``w = w - learning_rate * g``. When ``momentum`` is larger than 0:
+    ``velocity = momentum * velocity - learning_rate * g``, ``w = w + velocity``; with
+    ``nesterov=True``: ``w = w + momentum * velocity - learning_rate * g``.
+
+    Args:
+        learning_rate: A float, the learning rate. Defaults to ``0.01``.
+        momentum: float hyperparameter >= 0 that accelerates gradient descent in the relevant
+            direction and dampens oscillations. 0 is vanilla gradient descent. Defaults to
+            ``0.0``.
+        nesterov: boolean. Whether to apply Nesterov momentum. Defaults to ``False``.
+        name: String. The name of the optimizer.
+        **kwargs: See ``Optimizer``.
+    """
+
     def __init__(
         self,
         learning_rate: float = 0.01,
@@ -120,6 +157,25 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
+    """Optimizer that implements the RMSprop algorithm.
+
+    The gist of RMSprop is to maintain a moving (discounted) average of the square of
+    gradients and divide the gradient by the root of this average:
+    ``v = rho * v + (1 - rho) * g**2``, ``w -= learning_rate * g / sqrt(v + epsilon)``
+    (Keras 3's rule, from ``v = 0``).
+
+    Args:
+        learning_rate: A float, the learning rate. Defaults to ``0.001``.
+        rho: float, defaults to 0.9. Discounting factor for the old gradients.
+        momentum: float, defaults to 0.0. If not 0.0., the optimizer tracks the momentum
+            value, with a decay rate equals to ``1 - momentum``.
+        epsilon: A small constant for numerical stability. Defaults to 1e-7.
+        centered: Boolean. If ``True``, gradients are normalized by the estimated variance of
+            the gradient; if False, by the uncentered second moment. Defaults to ``False``.
+        name: String. The name of the optimizer.
+        **kwargs: See ``Optimizer``.
+    """
+
     _n_slots = 1
 
     def __init__(
@@ -150,6 +206,24 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
+    """Optimizer that implements the Adam algorithm.
+
+    Adam optimization is a stochastic gradient descent method that is based on adaptive
+    estimation of first-order and second-order moments.
+
+    Args:
+        learning_rate: A float, the learning rate. Defaults to ``0.001``.
+        beta_1: A float value. The exponential decay rate for the 1st moment estimates.
+            Defaults to ``0.9``.
+        beta_2: A float value. The exponential decay rate for the 2nd moment estimates.
+            Defaults to ``0.999``.
+        epsilon: A small constant for numerical stability. Defaults to ``1e-7``.
+        amsgrad: Boolean. Whether to apply AMSGrad variant of this algorithm from the paper
+            "On the Convergence of Adam and beyond". Defaults to ``False``.
+        name: String. The name of the optimizer.
+        **kwargs: See ``Optimizer``.
+    """
+
     _n_slots = 2
 
     def __init__(

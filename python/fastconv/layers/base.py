@@ -29,6 +29,7 @@ import numpy as np
 from .. import initializers as _initializers
 from .._registry import to_snake_case
 from .._tensor import KerasTensor
+from ..ops.core import eager
 
 __all__ = [
     "Layer",
@@ -174,6 +175,20 @@ class Layer:
 
     # ------------------------------------------------------------------ weights
     def add_weight(self, name, shape, initializer="zeros", trainable=True):
+        """Add a weight variable to the layer.
+
+        Args:
+            name: String, the name for the variable (also the attribute that holds it).
+            shape: shape tuple of the variable.
+            initializer: Initializer object to use to populate the initial variable value, or
+                string name of a built-in initializer (e.g. ``"glorot_uniform"``). Defaults to
+                ``"zeros"``.
+            trainable: Boolean, whether the variable should be trainable via backprop or whether
+                its updates are managed manually. Defaults to ``True``.
+
+        Returns:
+            The new float32 NumPy array.
+        """
         shape = tuple(int(s) for s in shape)
         if any(s < 0 for s in shape):
             raise ValueError(f"Layer '{self.name}': invalid weight shape {shape} for {name!r}")
@@ -198,16 +213,19 @@ class Layer:
 
     @property
     def weights(self):
+        """List of all weight variables of the layer (NumPy arrays), in creation order."""
         return [getattr(self, n) for n, _ in self._weight_names]
 
     @property
     def trainable_weights(self):
+        """List of all trainable weight variables of the layer."""
         if not self.trainable:
             return []
         return [getattr(self, n) for n, t in self._weight_names if t]
 
     @property
     def non_trainable_weights(self):
+        """List of all non-trainable weight variables of the layer."""
         if not self.trainable:
             return self.weights
         return [getattr(self, n) for n, t in self._weight_names if not t]
@@ -220,12 +238,15 @@ class Layer:
 
     @property
     def has_trainable_weights(self):
+        """Whether the layer has weights an optimizer updates."""
         return bool(self.trainable_weights)
 
     def get_weights(self) -> list[np.ndarray]:
+        """Return the values of ``layer.weights`` as a list of NumPy arrays (copies)."""
         return [w.copy() for w in self.weights]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Sets the values of ``layer.weights`` from a list of NumPy arrays (shapes checked)."""
         params = self.weights
         weights = list(weights)
         if len(weights) != len(params):
@@ -247,6 +268,7 @@ class Layer:
             np.copyto(p, w, casting="unsafe")  # in place: optimizer state stays attached
 
     def count_params(self) -> int:
+        """Count the total number of scalars composing the weights."""
         if not self.built:
             raise ValueError(
                 f"You tried to call `count_params` on layer '{self.name}', but the layer isn't "
@@ -256,6 +278,7 @@ class Layer:
 
     # ------------------------------------------------------------------ shapes
     def build(self, input_shape: Sequence[int | None]) -> None:
+        """Creates the layer's weights for ``input_shape`` (batch axis first), once."""
         self._build_input_shape = tuple(input_shape)
         self.built = True
 
@@ -267,6 +290,7 @@ class Layer:
                 self._build_input_shape = tuple(input_shape)
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        """The layer's output shape for ``input_shape`` (batch axis first)."""
         return tuple(input_shape)
 
     def _incompatible(self, msg, shape):
@@ -299,6 +323,8 @@ class Layer:
 
     # ------------------------------------------------------------------ compute
     def call(self, inputs: np.ndarray, training: bool = False) -> np.ndarray:
+        """Computes the layer's output for a float32 batch (``training`` turns on dropout and
+        augmentation)."""
         if type(self).forward is Layer.forward:
             raise NotImplementedError(f"Layer {type(self).__name__} does not implement call()")
         return self.forward(inputs, training=training)
@@ -308,6 +334,8 @@ class Layer:
         return self.call(x, training=training)
 
     def backward(self, dy, need_dx=True):
+        """Backpropagates ``dy`` (the gradient of the output) from the tape ``forward`` kept: weight
+        gradients go into ``self.grads``; returns the input gradient when ``need_dx``."""
         raise NotImplementedError(f"Layer {type(self).__name__} ({self.name}) has no backward()")
 
     # fusion protocol (see module docstring)
@@ -326,6 +354,8 @@ class Layer:
                 setattr(self, name, None)
 
     def backward_preactivation(self, dz, need_dx=True):
+        """As ``backward``, from the gradient of the pre-activation (a loss fused with this layer's
+        activation)."""
         raise NotImplementedError
 
     def __call__(self, inputs: Any, training: bool | None = None, **kwargs: Any) -> Any:
@@ -341,8 +371,9 @@ class Layer:
         self.check_input_shape((None,) + x.shape[1:] if x.ndim else x.shape)
         self._maybe_build((None,) + x.shape[1:])
         # None lets each layer use its own default, as Keras 3 does: augmentation layers called
-        # directly augment, Dropout called directly does not.
-        return self.forward(np.ascontiguousarray(x), training=training)
+        # directly augment, Dropout called directly does not. The output answers `.numpy()` as
+        # the listings' TensorFlow tensors do (ops/core.py).
+        return eager(self.forward(np.ascontiguousarray(x), training=training))
 
     def _connect(self, tensor):
         if self._inbound is not None:
@@ -360,28 +391,33 @@ class Layer:
 
     @property
     def input(self):
+        """The symbolic input tensor of the layer (once called on one)."""
         if self._inbound is None:
             raise AttributeError(f"Layer '{self.name}' has never been called and has no input.")
         return self._inbound
 
     @property
     def output(self):
+        """The symbolic output tensor of the layer (once called on one)."""
         if self._outbound is None:
             raise AttributeError(f"Layer '{self.name}' has never been called and has no output.")
         return self._outbound
 
     @property
     def output_shape(self):
+        """The layer's output shape, batch axis first (once called on a tensor)."""
         if self._output_shape is None:
             raise AttributeError(f"Layer '{self.name}' has no defined output shape yet.")
         return self._output_shape
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
+        """Returns the config of the layer: a dict ``from_config`` turns back into it."""
         return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
+        """Creates an operation from its config."""
         return cls(**config)
 
     @classmethod

@@ -72,6 +72,7 @@ class Conv2D(Layer):
 
     @property
     def output_activation(self):
+        """``"softmax"``/``"sigmoid"`` when the activation can fuse with a loss, else None."""
         return self.activation if self.activation in ("softmax", "sigmoid") else None
 
     def op_kwargs(self) -> dict[str, Any]:
@@ -155,6 +156,7 @@ class Conv2D(Layer):
         return dx if need_dx else None
 
     def set_gradients(self, kernel_grad, bias_grad) -> None:
+        """Stores kernel and bias gradients computed elsewhere (by a fused step of the plan)."""
         self.grads["kernel"] = kernel_grad
         if self.use_bias:
             self.grads["bias"] = bias_grad

@@ -53,6 +53,7 @@ class Dense(Layer):
 
     @property
     def output_activation(self):
+        """``"softmax"``/``"sigmoid"`` when the activation can fuse with a loss, else None."""
         return self.activation if self.activation in ("softmax", "sigmoid") else None
 
     def build(self, input_shape):
@@ -149,6 +150,7 @@ class Activation(Layer):
 
     @property
     def output_activation(self):
+        """``"softmax"``/``"sigmoid"`` when the activation can fuse with a loss, else None."""
         return self.activation if self.activation in ("softmax", "sigmoid") else None
 
     def forward(self, x, training=False):
@@ -232,6 +234,7 @@ class Softmax(Layer):
 
     @property
     def output_activation(self):
+        """``"softmax"`` (over the last axis) fuses with a crossentropy loss."""
         return "softmax" if self.axis == -1 else None
 
     def forward(self, x, training=False):

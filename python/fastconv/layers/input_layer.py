@@ -61,6 +61,7 @@ class InputLayer(Layer):
 
     @property
     def batch_shape(self):
+        """The input's shape, batch axis (``None``) first."""
         return self._batch_shape
 
     def compute_output_shape(self, input_shape):

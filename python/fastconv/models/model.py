@@ -104,9 +104,21 @@ class Model(Trainer, Layer):
 
     @property
     def layers(self) -> list[Layer]:
+        """The model's layers, the InputLayer first, in execution order."""
         return list(self._graph_layers)
 
     def get_layer(self, name=None, index=None):
+        """Retrieves a layer based on either its name (unique) or index.
+
+        If ``name`` and ``index`` are both provided, ``index`` will take precedence.
+
+        Args:
+            name: String, name of layer.
+            index: Integer, index of layer (0 is the InputLayer).
+
+        Returns:
+            A layer instance.
+        """
         if index is not None:
             return self.layers[index]
         for layer in self.layers:
@@ -118,6 +130,7 @@ class Model(Trainer, Layer):
 
     @property
     def input(self):
+        """Retrieves the input tensor of the model (its one ``Input``)."""
         self._require_built()
         return self.inputs[0]
 
@@ -129,10 +142,12 @@ class Model(Trainer, Layer):
 
     @property
     def input_shape(self):
+        """The input's shape, batch axis first (``None``)."""
         return self.input.shape
 
     @property
     def output_shape(self):
+        """The output's shape, batch axis first; a list of shapes for several outputs."""
         if len(self.outputs) > 1:
             return [t.shape for t in self.outputs]
         return self.output.shape
@@ -175,6 +190,7 @@ class Model(Trainer, Layer):
             raise
 
     def build(self, input_shape: Sequence[int | None]) -> None:
+        """Functional models are built from their inputs and outputs: nothing to do here."""
         if not self._graph_layers:
             raise ValueError("Functional models are built from their inputs and outputs")
 
@@ -183,6 +199,7 @@ class Model(Trainer, Layer):
             self.build(tuple(input_shape))
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        """The output shape for ``input_shape`` (batch axis first)."""
         self._require_built()
         if len(self.outputs) > 1:
             raise ValueError(f"Model '{self.name}' has several outputs: it cannot be a layer")
@@ -211,38 +228,47 @@ class Model(Trainer, Layer):
         return self._plan
 
     def forward(self, x, training=False):
+        """Runs the layers on ``x`` through the execution plan, keeping the tapes backward reads."""
         return self._execution_plan().forward(x, training=training, keep_tape=True)
 
     def backward(self, dy, need_dx=True):
+        """Backpropagates ``dy``; returns the input gradient when ``need_dx``."""
         return self._execution_plan().backward(dy, need_dx)
 
     def backward_preactivation(self, dz, need_dx=True):
+        """Backpropagates from the gradient of the last layer's pre-activation."""
         return self._execution_plan().backward(dz, need_dx, from_preactivation=True)
 
     def release_tape(self) -> None:
+        """Drops the tapes of the last forward pass."""
         self._execution_plan().release()
 
     @property
     def output_activation(self):
+        """The activation of the model's last layer (the plan fuses it with the loss)."""
         return self._execution_plan().output_activation if self._chain() else None
 
     @property
     def preactivation(self):
+        """The last forward pass's output before the final activation, where kept."""
         return self._execution_plan().preactivation
 
     # ------------------------------------------------------------------ weights
     @property
     def weights(self):
+        """List of all weight variables of the model (NumPy arrays), in layer order."""
         return [w for layer in self.layers for w in layer.weights]
 
     @property
     def trainable_weights(self):
+        """List of all trainable weight variables of the model."""
         if not self.trainable:
             return []
         return [w for layer in self.layers for w in layer.trainable_weights]
 
     @property
     def non_trainable_weights(self):
+        """List of all non-trainable weight variables of the model."""
         if not self.trainable:
             return self.weights
         return [w for layer in self.layers for w in layer.non_trainable_weights]
@@ -253,9 +279,21 @@ class Model(Trainer, Layer):
         return [p for layer in self.layers for p in layer._trainable_weights_and_grads()]
 
     def get_weights(self) -> list[np.ndarray]:
+        """Retrieves the weights of the model.
+
+        Returns:
+            A flat list of NumPy arrays (copies) in Keras' layouts: conv kernel
+            ``(kh, kw, in, filters)``, dense kernel ``(in, units)``, then each bias.
+        """
         return [w.copy() for w in self.weights]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Sets the weights of the model.
+
+        Args:
+            weights: A list of NumPy arrays with shapes and types matching the output of
+                ``model.get_weights()``. Every shape is checked before any weight changes.
+        """
         weights = list(weights)
         expected = sum(len(layer.weights) for layer in self.layers)
         if len(weights) != expected:
@@ -281,6 +319,11 @@ class Model(Trainer, Layer):
             pos += k
 
     def count_params(self) -> int:
+        """Count the total number of scalars composing the weights.
+
+        Returns:
+            An integer count.
+        """
         self._require_built()
         return int(sum(w.size for w in self.weights))
 
@@ -294,6 +337,18 @@ class Model(Trainer, Layer):
         show_trainable: bool = False,
         layer_range: Sequence[str] | None = None,
     ) -> None:
+        """Prints a string summary of the network.
+
+        Args:
+            line_length: Total length of printed lines (e.g. set this to adapt the display to
+                different terminal window sizes).
+            positions: Accepted for compatibility and ignored.
+            print_fn: Print function to use. By default, prints to ``stdout``. It will be called on
+                the summary's text.
+            expand_nested: Accepted for compatibility and ignored.
+            show_trainable: Accepted for compatibility and ignored.
+            layer_range: Accepted for compatibility and ignored.
+        """
         rows = []
         for layer in self.layers:
             kind = "Functional" if type(layer) is Model else type(layer).__name__
@@ -336,17 +391,49 @@ class Model(Trainer, Layer):
     def save(
         self, filepath: str | os.PathLike, overwrite: bool = True, zipped: bool | None = None
     ) -> None:
+        """Saves a model as a ``.keras`` file.
+
+        The file holds the model's configuration (architecture), its compile settings and its
+        weights, in Keras 3's format. In a data-parallel job only rank 0 writes.
+
+        Args:
+            filepath: ``str`` or ``os.PathLike`` object. The path where to save the model. Must end
+                in ``.keras``.
+            overwrite: Whether we should overwrite any existing model at the target location.
+            zipped: Accepted for compatibility; the file is always a zip archive.
+
+        Example:
+
+            model.save("model.keras")
+            loaded_model = fastconv.models.load_model("model.keras")
+        """
         if distribution.is_chief():  # data-parallel: only rank 0 writes
             saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+        """Saves all layer weights to a ``.weights.h5`` file.
+
+        Args:
+            filepath: ``str`` or ``pathlib.Path`` object. Path where to save the model. Must end in
+                ``.weights.h5``.
+            overwrite: Whether we should overwrite any existing model at the target location.
+        """
         if distribution.is_chief():  # data-parallel: only rank 0 writes
             saving.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
+        """Load weights from a file saved via ``save_weights()``.
+
+        Weights are loaded based on the network's topology. This means the architecture should be
+        the same as when the weights were saved; every shape is checked.
+
+        Args:
+            filepath: ``str`` or ``pathlib.Path`` object. Path to load the weights from.
+        """
         saving.load_weights(self, filepath)
 
     def get_config(self) -> dict[str, Any]:
+        """Returns the model's config: its name, trainable flag and serialized layers."""
         if len(self.outputs or ()) > 1:
             raise ValueError(
                 f"Model '{self.name}' has several outputs: fastconv saves models with one output"
@@ -358,6 +445,7 @@ class Model(Trainer, Layer):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Model:
+        """Creates a model from its config (the output of ``get_config``)."""
         return saving.model_from_config({"class_name": cls._config_class_name(), "config": config})
 
     @classmethod

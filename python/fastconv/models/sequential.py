@@ -40,9 +40,16 @@ class Sequential(Model):
 
     @property
     def layers(self) -> list[Layer]:
+        """The model's layers in order (without the implicit InputLayer, as Keras)."""
         return list(self._seq)
 
     def add(self, layer: Layer | KerasTensor, rebuild: bool = True) -> None:
+        """Adds a layer instance on top of the layer stack.
+
+        Args:
+            layer: layer instance (or the tensor of an ``Input``).
+            rebuild: Whether to rebuild the model's graph now (when the input shape is known).
+        """
         if isinstance(layer, KerasTensor) and isinstance(layer._keras_history[0], InputLayer):
             layer = layer._keras_history[0]
         if not isinstance(layer, Layer):
@@ -81,6 +88,7 @@ class Sequential(Model):
         self._init_graph(self._input_layer.output, t)
 
     def pop(self) -> Layer:
+        """Removes the last layer in the model and returns it."""
         if not self._seq:
             raise TypeError("There are no layers in the model.")
         layer = self._seq.pop()
@@ -91,6 +99,7 @@ class Sequential(Model):
         return layer
 
     def build(self, input_shape: Sequence[int | None] | None = None) -> None:
+        """Builds the model for ``input_shape`` (batch axis first), as Keras."""
         if self._graph_layers:
             return
         if input_shape is None:
@@ -100,6 +109,7 @@ class Sequential(Model):
         self._connect_from(0)
 
     def get_config(self) -> dict[str, Any]:
+        """Returns the config of the model: its name and its layers' configs."""
         layers = ([self._input_layer] if self._input_layer is not None else []) + self._seq
         return {
             "name": self.name,

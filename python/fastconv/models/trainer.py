@@ -122,7 +122,19 @@ class Trainer:
         jit_compile: bool | str = "auto",
         auto_scale_loss: bool = True,
     ) -> None:
-        """Configures the model for training (Keras' arguments; one output, no loss weights)."""
+        """Configures the model for training.
+
+        Args:
+            optimizer: String (name of optimizer) or optimizer instance. See
+                ``fastconv.optimizers``.
+            loss: Loss function. May be a string (name of loss function), or a
+                ``fastconv.losses.Loss`` instance. See ``fastconv.losses``.
+            metrics: List of metrics to be evaluated by the model during training and
+                testing. Typically you will use ``metrics=['accuracy']``.
+            loss_weights, weighted_metrics: Not supported (one output); must be None.
+            run_eagerly, jit_compile, auto_scale_loss: Accepted for compatibility; ignored.
+            steps_per_execution: Only 1 is supported.
+        """
         if loss_weights is not None or weighted_metrics is not None:
             raise ValueError("fastconv does not support `loss_weights` or `weighted_metrics`")
         if steps_per_execution != 1:
@@ -154,10 +166,12 @@ class Trainer:
 
     @property
     def metrics_names(self) -> list[str]:
+        """The labels of ``evaluate``'s results: ``"loss"``, then each metric's name."""
         return ["loss"] + [m.name for m in self._metrics]
 
     @property
     def metrics(self) -> list[metrics_module.Metric]:
+        """The model's metrics: the loss tracker, then the compiled metrics."""
         return [self._loss_tracker] + list(self._metrics)
 
     def _assert_compiled(self):
@@ -311,7 +325,28 @@ class Trainer:
         validation_batch_size: int | None = None,
         validation_freq: int = 1,
     ) -> callbacks_module.History:
-        """Trains the model for ``epochs`` epochs on arrays or a dataset of (x, y) batches."""
+        """Trains the model for a fixed number of epochs (dataset iterations).
+
+        Args:
+            x, y: Input data and target data: NumPy arrays, or ``x`` a dataset or generator
+                yielding ``(inputs, targets)`` batches (then ``y`` should not be specified).
+            batch_size: Number of samples per gradient update. Defaults to 32.
+            epochs: Number of epochs to train the model (until the epoch of index ``epochs``).
+            verbose: ``"auto"``, 0, 1, or 2. 0 = silent, 1 = progress bar (on a terminal; one
+                line per epoch in a file or pipe), 2 = one line per epoch. "auto" becomes 1.
+            callbacks: List of ``fastconv.callbacks.Callback`` instances to apply in training.
+            validation_split: Fraction of the training data to be used as validation data
+                (the last samples of ``x`` and ``y``, before shuffling).
+            validation_data: ``(x_val, y_val)`` or a dataset on which to evaluate the loss and
+                any model metrics at the end of each epoch.
+            shuffle: Whether to shuffle the training data before each epoch (arrays only).
+            initial_epoch, steps_per_epoch, validation_steps, validation_batch_size,
+                validation_freq: As in Keras. class_weight, sample_weight: not supported.
+
+        Returns:
+            A ``History`` object: ``History.history`` is a record of training loss values and
+            metrics values at successive epochs, and validation values (if applicable).
+        """
         self._assert_compiled()
         verbose = resolve_verbose(verbose)
         if class_weight is not None or sample_weight is not None:
@@ -406,7 +441,21 @@ class Trainer:
         callbacks: Sequence[callbacks_module.Callback] | None = None,
         return_dict: bool = False,
     ) -> float | list[float] | dict[str, float]:
-        """Returns the loss and metrics on arrays or a dataset of (x, y) batches."""
+        """Returns the loss value & metrics values for the model in test mode.
+
+        Args:
+            x, y: Input data and target data, as in ``fit``.
+            batch_size: Number of samples per batch of computation. Defaults to 32.
+            verbose: ``"auto"``, 0, 1, or 2, as in ``fit`` (2 = single line).
+            steps: Total number of steps (batches) before declaring the evaluation round
+                finished. ``None``: until the data is exhausted.
+            callbacks: List of callbacks to apply during evaluation.
+            return_dict: If ``True``, loss and metric results are returned as a dict.
+            sample_weight: Not supported.
+
+        Returns:
+            Scalar test loss, or list of scalars (``model.metrics_names`` labels them).
+        """
         self._assert_compiled()
         verbose = resolve_verbose(verbose)
         if sample_weight is not None:
@@ -426,7 +475,19 @@ class Trainer:
         steps: int | None = None,
         callbacks: Sequence[callbacks_module.Callback] | None = None,
     ) -> np.ndarray:
-        """Returns the model's outputs for arrays or a dataset, batch by batch."""
+        """Generates output predictions for the input samples, in batches.
+
+        Args:
+            x: Input samples: a NumPy array, or a dataset or generator yielding batches.
+            batch_size: Number of samples per batch. Defaults to 32.
+            verbose: ``"auto"``, 0, 1, or 2, as in ``fit``.
+            steps: Total number of steps (batches) before declaring the prediction round
+                finished. ``None``: until the data is exhausted.
+            callbacks: List of callbacks to apply during prediction.
+
+        Returns:
+            NumPy array(s) of predictions (a list for a model with several outputs).
+        """
         verbose = resolve_verbose(verbose)
         data = self._make_data(x, None, batch_size, False, steps, need_y=False, what="predict")
         cbs = callbacks_module.CallbackList(

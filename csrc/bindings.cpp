@@ -66,14 +66,16 @@ void require_nonempty(std::initializer_list<std::pair<const char*, int64_t>> ext
 }
 
 // Along one axis the kernels index input cells at out * stride - pad + tap * dilation for
-// out < outs and tap < taps: every such index (and its distance from the padding) must fit in
-// 64 bits, or the arithmetic would wrap around.
+// out < outs and tap < taps, and step through memory by that index times the floats of one cell
+// (a pixel's channels along a row, a row's along a column): every such offset must fit in 64 bits,
+// or the arithmetic would wrap around.
 void require_reach(const char* axis, int64_t outs, int64_t stride, int64_t taps, int64_t dilation,
-                   int64_t pad) {
+                   int64_t pad, int64_t cell_floats) {
   int64_t a, b, reach;
   const bool wraps =
       __builtin_mul_overflow(outs - 1, stride, &a) || __builtin_mul_overflow(taps, dilation, &b) ||
-      __builtin_add_overflow(a, b, &reach) || __builtin_add_overflow(reach, pad, &reach);
+      __builtin_add_overflow(a, b, &reach) || __builtin_add_overflow(reach, pad, &reach) ||
+      __builtin_mul_overflow(reach, cell_floats, &reach);
   require(!wraps, std::string(axis) +
                       ": strides, dilation_rate, padding and sizes reach beyond 64-bit indices");
 }
@@ -91,11 +93,12 @@ void check_conv(const Conv2dShape& s) {
   require(s.stride_h > 0 && s.stride_w > 0, "strides must be positive");
   require(s.dilation_h > 0 && s.dilation_w > 0, "dilation_rate must be positive");
   require(s.pad_top >= 0 && s.pad_left >= 0, "padding must be non-negative");
-  require_reach("height", s.out_h, s.stride_h, s.kernel_h, s.dilation_h, s.pad_top);
-  require_reach("width", s.out_w, s.stride_w, s.kernel_w, s.dilation_w, s.pad_left);
+  const int64_t row_floats = s.in_w * s.in_c;  // within an array's size: no overflow
+  require_reach("height", s.out_h, s.stride_h, s.kernel_h, s.dilation_h, s.pad_top, row_floats);
+  require_reach("width", s.out_w, s.stride_w, s.kernel_w, s.dilation_w, s.pad_left, s.in_c);
   // The input gradient walks the same taps from the input side.
-  require_reach("height", s.in_h, 1, s.kernel_h, s.dilation_h, s.pad_top);
-  require_reach("width", s.in_w, 1, s.kernel_w, s.dilation_w, s.pad_left);
+  require_reach("height", s.in_h, 1, s.kernel_h, s.dilation_h, s.pad_top, row_floats);
+  require_reach("width", s.in_w, 1, s.kernel_w, s.dilation_w, s.pad_left, s.in_c);
 }
 
 void check_pool(const Pool2dShape& p) {
@@ -108,8 +111,8 @@ void check_pool(const Pool2dShape& p) {
   require(p.pool_h > 0 && p.pool_w > 0, "pool_size must be positive");
   require(p.stride_h > 0 && p.stride_w > 0, "strides must be positive");
   require(p.pad_top >= 0 && p.pad_left >= 0, "padding must be non-negative");
-  require_reach("height", p.out_h, p.stride_h, p.pool_h, 1, p.pad_top);
-  require_reach("width", p.out_w, p.stride_w, p.pool_w, 1, p.pad_left);
+  require_reach("height", p.out_h, p.stride_h, p.pool_h, 1, p.pad_top, p.in_w * p.channels);
+  require_reach("width", p.out_w, p.stride_w, p.pool_w, 1, p.pad_left, p.channels);
 }
 
 // Whether pooling windows (stride = pool size, no padding) tile its input: each input cell under
@@ -143,6 +146,7 @@ Conv2dShape conv_shape(const Array& x, const Array& kernel, const Array& y, Pair
   return s;
 }
 
+// The pooling of x into y; the callers check it (check_pool), the fused ones after the tiling.
 Pool2dShape pool_shape(const Array& x, const Array& y, Pair pool, Pair strides, Pair pads) {
   require_rank(x, "x", 4);
   require_rank(y, "y", 4);
@@ -151,7 +155,6 @@ Pool2dShape pool_shape(const Array& x, const Array& y, Pair pool, Pair strides, 
   const Pool2dShape p{x.shape(0),    x.shape(1),     x.shape(2), x.shape(3),
                       y.shape(1),    y.shape(2),     pool.first, pool.second,
                       strides.first, strides.second, pads.first, pads.second};
-  check_pool(p);
   return p;
 }
 
@@ -266,10 +269,10 @@ PYBIND11_MODULE(_core, m) {
         const Pool2dShape p{s.batch,         s.out_h,         s.out_w,    s.out_c,
                             pooled.shape(1), pooled.shape(2), pool.first, pool.second,
                             pool.first,      pool.second,     0,          0};
-        check_pool(p);
         require(pooled.shape(0) == s.batch && pooled.shape(3) == s.out_c && tiles(p) &&
                     p.out_h == s.out_h / p.pool_h && p.out_w == s.out_w / p.pool_w,
                 "pooled must be the non-overlapping, unpadded max pooling of the conv output");
+        check_pool(p);
         float* conv_out = y ? writable(*y, "y") : nullptr;
         float* out = writable(pooled, "pooled");
         const float* b = bias ? bias->data() : nullptr;
@@ -311,6 +314,7 @@ PYBIND11_MODULE(_core, m) {
         const Conv2dShape s = conv_shape(x, dkernel, y, strides, dilation, pads);
         const Pool2dShape p = pool_shape(y, pool_dy, pool, pool, {0, 0});
         require(tiles(p), "pool_dy must be y's non-overlapping, unpadded max pooling");
+        check_pool(p);
         float* dk = writable(dkernel, "dkernel");
         float* db = writable_bias(dbias, s.out_c);
         py::gil_scoped_release release;
@@ -327,6 +331,7 @@ PYBIND11_MODULE(_core, m) {
         name,
         [fn](const Array& x, Array& y, Pair pool, Pair strides, Pair pads) {
           const Pool2dShape s = pool_shape(x, y, pool, strides, pads);
+          check_pool(s);
           float* out = writable(y, "y");
           py::gil_scoped_release release;
           fn(s, x.data(), out);
@@ -342,6 +347,7 @@ PYBIND11_MODULE(_core, m) {
       [](const Array& x, const Array& dy, Array& dx, Pair pool, Pair strides, Pair pads,
          bool through_relu) {
         const Pool2dShape s = pool_shape(x, dy, pool, strides, pads);
+        check_pool(s);
         require(dx.ndim() == 4 && dx.size() == x.size(), "dx must have the shape of x");
         float* out = writable(dx, "dx");
         py::gil_scoped_release release;
@@ -354,6 +360,7 @@ PYBIND11_MODULE(_core, m) {
       "avg_pool2d_backward",
       [](const Array& dy, Array& dx, Pair pool, Pair strides, Pair pads) {
         const Pool2dShape s = pool_shape(dx, dy, pool, strides, pads);
+        check_pool(s);
         float* out = writable(dx, "dx");
         py::gil_scoped_release release;
         fastconv::avg_pool2d_backward(s, dy.data(), out);

@@ -52,6 +52,12 @@ def test_training_profile_rows_flops_and_restored_state(rng):
     assert flops[("conv2d+max_pooling2d", "backward")] == conv1  # no input gradient
     assert flops[("conv2d_1", "backward")] == 2 * conv2  # weights and input
     assert flops[("dense", "forward")] == dense and flops[("flatten", "forward")] == 0
+    algorithms = {(r.step, r.pass_name): r.algorithm for r in profile.rows}
+    assert algorithms[("conv2d_1", "forward")].startswith("fwd:")
+    assert "dx:" in algorithms[("conv2d_1", "backward")]
+    assert "dw:" in algorithms[("conv2d_1", "backward")]
+    assert algorithms[("conv2d+max_pooling2d", "forward")] == "fused first layer"
+    assert algorithms[("dense", "forward")] == "-"
     assert sum(r.seconds for r in profile.rows) <= profile.step_seconds
     assert 0 < profile.kernel_seconds <= profile.step_seconds
     assert profile.peak_gflops > 0 and profile.mode == "training"

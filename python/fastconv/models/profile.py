@@ -181,6 +181,7 @@ class StepTimer:
 
     def begin(self, step: Any, pass_name: str, need_dx: bool = True) -> None:
         flops = _flops(step, self.batch, pass_name, need_dx)
+        _core.last_conv_algorithms(True)  # from here on: this step's convolutions
         self._started = (time.perf_counter(), self.kernels.seconds, flops)
 
     def end(self, step: Any, pass_name: str) -> None:
@@ -193,6 +194,20 @@ class StepTimer:
         row.seconds += time.perf_counter() - wall0
         row.kernel_seconds += self.kernels.seconds - kernel0
         row.flops += flops
+        row.algorithm = _algorithms(step, _core.last_conv_algorithms(True))
+
+
+_PASS_LABELS = {"forward": "fwd", "input_gradient": "dx", "weight_gradient": "dw"}
+
+
+def _algorithms(step: Any, runs: list) -> str:
+    """The convolution algorithms the step's pass ran, e.g. "dx:col2im dw:rowgemm"."""
+    if runs:
+        seen = dict.fromkeys(f"{_PASS_LABELS.get(r[0], r[0])}:{r[2]}" for r in runs)
+        return " ".join(seen)
+    if any(isinstance(layer, Conv2D) for layer in step.layers):
+        return "fused first layer"  # conv+pool passes have one algorithm each
+    return "-"
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from .. import distribution
 from .._tensor import KerasTensor
 from ..layers.base import Layer, format_shape, register_model, serialize_layer, unique_name
 from ..layers.input_layer import InputLayer
-from . import saving
+from . import onnx_export, saving
 from .plan import ExecutionPlan
 from .summary import render_table
 from .trainer import Trainer
@@ -431,6 +431,47 @@ class Model(Trainer, Layer):
             filepath: ``str`` or ``pathlib.Path`` object. Path to load the weights from.
         """
         saving.load_weights(self, filepath)
+
+    def export(
+        self,
+        filepath: str | os.PathLike,
+        format: str = "onnx",
+        verbose: bool | None = None,
+        input_signature: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Export the model as an artifact for inference.
+
+        Args:
+            filepath: ``str`` or ``os.PathLike`` object. The path to save the artifact.
+            format: ``str``. The export format; fastconv supports ``"onnx"`` (needs the
+                ``onnx`` package: ``pip install "fastconv[onnx]"``).
+            verbose: Whether to print a message when the file is written.
+            input_signature: Accepted for compatibility; the input is the model's
+                ``Input`` (float32, NHWC, any batch size).
+            **kwargs: Not supported.
+
+        The ONNX graph computes what ``predict`` does (opset 17): training-only layers
+        (Dropout, the random augmentation layers) are dropped, nested models inlined, and
+        Keras' 'same' padding and average pooling written out exactly. In a data-parallel
+        job only rank 0 writes.
+
+        Example:
+
+            model.export("model.onnx", format="onnx")
+            session = onnxruntime.InferenceSession("model.onnx")
+            predictions = session.run(None, {"input": images})[0]
+        """
+        if format != "onnx":
+            raise ValueError(
+                f"fastconv exports to format='onnx' only. Received: format={format!r}"
+            )
+        if kwargs:
+            raise TypeError(f"Unexpected arguments to export(): {sorted(kwargs)}")
+        if distribution.is_chief():
+            onnx_export.export_onnx(self, filepath)
+            if verbose:
+                print(f"Saved the ONNX model to {os.fspath(filepath)}")
 
     def get_config(self) -> dict[str, Any]:
         """Returns the model's config: its name, trainable flag and serialized layers."""

@@ -107,7 +107,7 @@ class Model(Trainer, Layer):
         """The model's layers, the InputLayer first, in execution order."""
         return list(self._graph_layers)
 
-    def get_layer(self, name=None, index=None):
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """Retrieves a layer based on either its name (unique) or index.
 
         If ``name`` and ``index`` are both provided, ``index`` will take precedence.
@@ -463,9 +463,7 @@ class Model(Trainer, Layer):
             predictions = session.run(None, {"input": images})[0]
         """
         if format != "onnx":
-            raise ValueError(
-                f"fastconv exports to format='onnx' only. Received: format={format!r}"
-            )
+            raise ValueError(f"fastconv exports to format='onnx' only. Received: format={format!r}")
         if kwargs:
             raise TypeError(f"Unexpected arguments to export(): {sorted(kwargs)}")
         if distribution.is_chief():

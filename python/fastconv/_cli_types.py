@@ -23,6 +23,10 @@ __all__ = [
 ]
 
 
+class CommandError(Exception):
+    """A user-facing error: printed as ``fastconv <command>: error: ...``, exit status 2."""
+
+
 def int_in(low, high):
     """An argparse type: an integer in [low, high], else a one-line usage error (exit status 2)."""
 

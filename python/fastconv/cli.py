@@ -8,6 +8,7 @@ fastconv train mnist [--dataset digits|mnist|fashion_mnist] [--epochs 5] [--batc
 fastconv train cats-vs-dogs DATA_DIR [--epochs 30] [--batch-size 32] [--augment]
                      [--save best.keras] [--plot curves.png] [--threads N] [--seed S]
                      [--distributed] [--winograd]
+                     [--pretrained vgg16 [--fine-tune] [--weights PATH] [--image-size 180]]
 fastconv show activations|filters|heatmap MODEL.keras [IMAGE] [--layer NAME] [--out PNG]
 
 ``--distributed``: data-parallel over the processes of ``mpiexec -n N fastconv train ...``
@@ -18,26 +19,23 @@ from __future__ import annotations
 
 import importlib
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
+from ._cli_pretrained import add_pretrained_arguments, check_pretrained_arguments, train_pretrained
+from ._cli_subset import _add_make_subset, cmd_make_subset, make_subset, subset_plan  # noqa: F401
 from ._cli_types import (
     THREADS_HELP,
+    CommandError,
     Parser,
     VersionAction,
     int_in,
     output_file,
-    per_class_count,
     positive_int,
     seed,
     threads,
 )
-
-
-class CommandError(Exception):
-    """A user-facing error: printed as ``fastconv <command>: error: ...``, exit status 2."""
 
 
 # --------------------------------------------------------------------------------------- info
@@ -57,78 +55,6 @@ def cmd_info(args):
             "threadpoolctl or OMP_NUM_THREADS may steer only one of them",
             file=sys.stderr,
         )
-    return 0
-
-
-# -------------------------------------------------------------------------------- make-subset
-def subset_plan(original_dir, new_base_dir, train=1000, validation=500, test=1000):
-    """The lecture's make_subset as a list of (src, dst) copies: train gets cat.0..cat.N-1 (and
-    dogs), validation the next ``validation``, test the next ``test``. Raises CommandError,
-    before anything is copied, if a source file is missing or a destination folder exists."""
-    original_dir, new_base_dir = Path(original_dir), Path(new_base_dir)
-    for name, n in (("--train", train), ("--validation", validation), ("--test", test)):
-        if n < 0:
-            raise CommandError(f"{name} must be >= 0, got {n}")
-    if not original_dir.is_dir():
-        raise CommandError(f"ORIGINAL_DIR {original_dir} is not a directory")
-    plan, missing, existing = [], [], []
-    start = 0
-    for subset_name, count in (("train", train), ("validation", validation), ("test", test)):
-        end = start + count
-        for category in ("cat", "dog"):
-            dst_dir = new_base_dir / subset_name / category
-            if dst_dir.exists():
-                existing.append(str(dst_dir))
-            for i in range(start, end):
-                fname = f"{category}.{i}.jpg"
-                src = original_dir / fname
-                if not src.is_file():
-                    missing.append(fname)
-                plan.append((src, dst_dir / fname))
-        start = end
-    if missing:
-        shown = ", ".join(missing[:5]) + (
-            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        )
-        raise CommandError(
-            f"{len(missing)} source file(s) missing from {original_dir}: {shown}. "
-            "Nothing was copied."
-        )
-    if existing:
-        raise CommandError(
-            f"destination folder(s) already exist: {', '.join(existing)}. "
-            "Remove them or choose another NEW_BASE_DIR. Nothing was copied."
-        )
-    return plan
-
-
-def make_subset(original_dir, new_base_dir, train=1000, validation=500, test=1000):
-    """Copy as the lecture's script does; returns the number of files copied."""
-    plan = subset_plan(original_dir, new_base_dir, train, validation, test)
-    made = set()
-    for src, dst in plan:
-        if dst.parent not in made:
-            os.makedirs(dst.parent)
-            made.add(dst.parent)
-        shutil.copyfile(src, dst)
-    # empty subsets still get their folders, as os.makedirs in the lecture's loop does
-    for subset_name in ("train", "validation", "test"):
-        for category in ("cat", "dog"):
-            d = Path(new_base_dir) / subset_name / category
-            if d not in made:
-                os.makedirs(d)
-    return len(plan)
-
-
-def cmd_make_subset(args):
-    n = make_subset(args.original_dir, args.new_base_dir, args.train, args.validation, args.test)
-    v0 = args.train
-    t0 = args.train + args.validation
-    print(
-        f"Copied {n} files into {args.new_base_dir}: "
-        f"train {0}-{v0 - 1}, validation {v0}-{t0 - 1}, test {t0}-{t0 + args.test - 1} "
-        "of each class (cat, dog)."
-    )
     return 0
 
 
@@ -283,6 +209,7 @@ def cmd_train_mnist(args):
 
 def cmd_train_cats_vs_dogs(args):
     _check_optional_dependencies(args)
+    check_pretrained_arguments(args)
     data_dir = Path(args.data_dir)
     for sub in ("train", "validation", "test"):
         if not (data_dir / sub).is_dir():
@@ -297,7 +224,10 @@ def cmd_train_cats_vs_dogs(args):
 
     def folder(sub):
         return image_dataset_from_directory(
-            data_dir / sub, image_size=(180, 180), batch_size=args.batch_size, seed=args.seed
+            data_dir / sub,
+            image_size=(args.image_size,) * 2,
+            batch_size=args.batch_size,
+            seed=args.seed,
         )
 
     try:
@@ -307,6 +237,8 @@ def cmd_train_cats_vs_dogs(args):
     except ValueError as e:
         raise CommandError(str(e)) from e
     print(f"Data from: {data_dir.resolve()}")
+    if args.pretrained:
+        return train_pretrained(args, train_dataset, validation_dataset, test_dataset, _VERBOSE)
     model = build_cats_vs_dogs_model(augment=args.augment)
     print(
         f"Model: the lecture's 180x180 convnet{' with augmentation' if args.augment else ''}, "
@@ -424,22 +356,6 @@ def build_parser():
     return parser
 
 
-def _add_make_subset(sub):
-    p = sub.add_parser(
-        "make-subset",
-        help="copy cat.N.jpg/dog.N.jpg into train/validation/test folders (the lecture's script)",
-        description="Copy Kaggle's dogs-vs-cats files into NEW_BASE_DIR/{train,validation,test}/"
-        "{cat,dog} as the lecture's make_subset does: consecutive index ranges, train first.",
-    )
-    p.add_argument("original_dir", metavar="ORIGINAL_DIR", help="folder with cat.N.jpg, dog.N.jpg")
-    p.add_argument("new_base_dir", metavar="NEW_BASE_DIR", help="folder to create the subsets in")
-    for name, default in (("train", 1000), ("validation", 500), ("test", 1000)):
-        p.add_argument(
-            f"--{name}", type=per_class_count, default=default, help=f"{name} images per class"
-        )
-    p.set_defaults(func=cmd_make_subset)
-
-
 def _add_train(sub):
     p = sub.add_parser("train", help="train one of the lecture's models")
     tsub = p.add_subparsers(dest="model", metavar="MODEL")
@@ -513,6 +429,7 @@ def _add_train(sub):
         help='draw loss/accuracy curves (needs matplotlib: pip install "fastconv[plot]"; '
         "default: no plot)",
     )
+    add_pretrained_arguments(q)
     q.set_defaults(func=cmd_train_cats_vs_dogs)
 
 

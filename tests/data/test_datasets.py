@@ -1,4 +1,5 @@
-"""fastconv.datasets: IDX parsing, file search, download with SHA-256 check, digits."""
+"""fastconv.datasets: IDX parsing, file search (Keras' own cache too), download through pooch
+with a SHA-256 check, digits."""
 
 import functools
 import gzip
@@ -62,6 +63,7 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("FASTCONV_DATA", raising=False)
     monkeypatch.delenv("FASTCONV_DATASET_MIRROR", raising=False)
+    monkeypatch.delenv("KERAS_HOME", raising=False)
     monkeypatch.setattr(_idx, "SYSTEM_DATA_DIRS", ())
     return home
 
@@ -254,8 +256,9 @@ def test_download_accepts_recompressed_via_raw_hash(served, isolated, monkeypatc
 def test_download_missing_file_is_clear_error(served, isolated, monkeypatch):
     url, _, hashes = served
     monkeypatch.setattr(mnist, "SHA256", hashes)
-    with pytest.raises(OSError, match="could not download .*nowhere/train-images"):
+    with pytest.raises(OSError, match="Could not download .*nowhere/train-images") as err:
         mnist.load_data(base_url=url + "nowhere/")
+    assert str(isolated / ".fastconv" / "datasets" / "mnist") in str(err.value)  # where to put it
 
 
 def test_published_hashes_look_right():
@@ -321,3 +324,75 @@ def test_digits_resize_matches_pillow_bilinear():
         img = Image.fromarray(raw_images[i].astype(np.float32) * (255 / 16), mode="F")
         ref = np.asarray(img.resize((20, 20), Image.Resampling.BILINEAR))
         assert np.abs(ours[i] - np.clip(np.rint(ref), 0, 255)).max() <= 1
+
+
+# ----------------------------------------------------------------------------- Keras' own files
+def write_keras_npz(path, arrays):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)  # the layout of Keras' mnist.npz
+
+
+def test_keras_users_mnist_npz_is_read(isolated, tmp_path, monkeypatch):
+    arrays = make_mnist_like(np.random.default_rng(7))
+    write_keras_npz(isolated / ".keras" / "datasets" / "mnist.npz", arrays)
+    monkeypatch.setattr(mnist, "BASE_URL", "http://127.0.0.1:9/never/")  # no download needed
+    check_equal(mnist.load_data(), arrays)
+    check_equal(mnist.load_data(path="mnist.npz"), arrays)  # Keras' own call
+    # $KERAS_HOME moves Keras' cache; IDX files found in a folder come first
+    moved = make_mnist_like(np.random.default_rng(8))
+    write_keras_npz(tmp_path / "kh" / "datasets" / "mnist.npz", moved)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    check_equal(mnist.load_data(), moved)
+    idx = make_mnist_like(np.random.default_rng(9))
+    write_set(isolated / ".fastconv" / "datasets" / "mnist", idx)
+    check_equal(mnist.load_data(), idx)
+    explicit = tmp_path / "elsewhere.npz"
+    write_keras_npz(explicit, arrays)
+    check_equal(mnist.load_data(path=explicit), arrays)
+
+
+def test_keras_npz_refuses_foreign_layouts(isolated, tmp_path):
+    arrays = make_mnist_like(np.random.default_rng(10))
+    bad = tmp_path / "partial.npz"
+    np.savez(bad, x_train=arrays["x_train"], y_train=arrays["y_train"])
+    with pytest.raises(ValueError, match="partial.npz: no array named x_test, y_test"):
+        mnist.load_data(path=bad)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, **dict(arrays, y_test=np.array([{"a": 1}], dtype=object)))
+    with pytest.raises(ValueError, match="pickled.npz: not a readable .npz"):
+        mnist.load_data(path=pickled)
+    wide = tmp_path / "wide.npz"
+    np.savez(wide, **dict(arrays, x_test=arrays["x_test"].astype(np.float32)))
+    with pytest.raises(ValueError, match="wide.npz: x_test has dtype float32"):
+        mnist.load_data(path=wide)
+    short = tmp_path / "short.npz"
+    np.savez(short, **dict(arrays, y_train=arrays["y_train"][:-1]))
+    with pytest.raises(ValueError, match="40 images but .* 39 labels"):
+        mnist.load_data(path=short)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="junk.npz: not a readable"):
+        mnist.load_data(path=junk)
+
+
+def test_keras_fashion_mnist_cache_folder_is_searched(isolated):
+    arrays = make_mnist_like(np.random.default_rng(11))
+    write_set(isolated / ".keras" / "datasets" / "fashion-mnist", arrays)  # where Keras keeps it
+    check_equal(fashion_mnist.load_data(), arrays)
+
+
+def test_download_goes_through_pooch(served, isolated, monkeypatch):
+    import pooch
+
+    url, arrays, hashes = served
+    monkeypatch.setattr(mnist, "SHA256", hashes)
+    calls = []
+    real = pooch.retrieve
+
+    def spy(origin, **kw):
+        calls.append(origin)
+        return real(origin, **kw)
+
+    monkeypatch.setattr(pooch, "retrieve", spy)
+    check_equal(mnist.load_data(base_url=url + "mnist/"), arrays)
+    assert sorted(c.rsplit("/", 1)[1] for c in calls) == sorted(FILE_NAMES)

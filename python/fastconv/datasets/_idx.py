@@ -11,12 +11,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
-import urllib.request
+import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+import pooch
+
+from ..utils import downloads
 
 # IDX type code -> numpy dtype (multi-byte types are big-endian)
 _IDX_TYPES = {
@@ -116,13 +118,14 @@ def _find_in(directory: Path):
 
 def search_dirs(names, path=None):
     """Directories searched, in order: ``path``, ``$FASTCONV_DATA/<name>``,
-    ``~/.fastconv/datasets/<name>``, ``/usr/share/datasets/<name>``, with every spelling in
-    ``names`` (e.g. fashion_mnist and fashion-mnist)."""
+    ``~/.fastconv/datasets/<name>``, Keras' cache ``~/.keras/datasets/<name>`` (``$KERAS_HOME``;
+    where ``keras.datasets.fashion_mnist`` keeps its gz files), ``/usr/share/datasets/<name>``,
+    with every spelling in ``names`` (e.g. fashion_mnist and fashion-mnist)."""
     dirs = []
     if path is not None:
         dirs.append(Path(path).expanduser())
     env = os.environ.get("FASTCONV_DATA")
-    bases = ([Path(env).expanduser()] if env else []) + [cache_root()]
+    bases = ([Path(env).expanduser()] if env else []) + [cache_root(), keras_cache()]
     bases += [Path(d) for d in SYSTEM_DATA_DIRS]
     for base in bases:
         for n in names:
@@ -130,79 +133,97 @@ def search_dirs(names, path=None):
     return dirs
 
 
+def keras_cache() -> Path:
+    """Keras' data set cache, ``~/.keras/datasets`` (``$KERAS_HOME/datasets``)."""
+    return Path(downloads.cache_folder("datasets"))
+
+
+def read_keras_npz(path, num_classes: int = 10):
+    """``((x_train, y_train), (x_test, y_test))`` from a file in the layout of Keras'
+    ``mnist.npz`` (arrays x_train, y_train, x_test, y_test; no pickled objects)."""
+    try:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with npz:
+            arrays = {role: npz[role] for role, _ in FILES if role in npz.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:  # pickles too
+        raise ValueError(f"{path}: not a readable .npz file of arrays ({e})") from None
+    missing = [role for role, _ in FILES if role not in arrays]
+    if missing:
+        raise ValueError(f"{path}: no array named {', '.join(missing)} (Keras' mnist.npz layout)")
+    for role, a in arrays.items():
+        if a.dtype != np.uint8:
+            raise ValueError(f"{path}: {role} has dtype {a.dtype}, expected uint8")
+    _check_arrays(arrays, dict.fromkeys(arrays, f"{path}:"), num_classes)
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def _check_arrays(arrays, names, num_classes):
+    for xr, yr in (("x_train", "y_train"), ("x_test", "y_test")):
+        x, y = arrays[xr], arrays[yr]
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise ValueError(f"{names[xr]} {xr} of shape {x.shape}, expected (n, 28, 28)")
+        if y.ndim != 1:
+            raise ValueError(f"{names[yr]} {yr} of shape {y.shape}, expected (n,)")
+        if len(x) != len(y):
+            raise ValueError(
+                f"{names[xr]} holds {len(x)} images but {names[yr]} holds {len(y)} labels"
+            )
+        if len(y) and int(y.max()) >= num_classes:
+            raise ValueError(f"{names[yr]}: label {int(y.max())} out of range 0..{num_classes - 1}")
+
+
+def _keras_npz_file(path, npz_name):
+    """The Keras-layout .npz to read, or None: ``path`` itself when it names a .npz file (as
+    Keras' ``load_data(path="mnist.npz")``, relative to Keras' cache), else Keras' cached
+    ``npz_name``."""
+    if path is not None and str(path).endswith(".npz"):
+        p = Path(path).expanduser()
+        return p if p.is_absolute() or p.is_file() else keras_cache() / p
+    if npz_name is not None and (keras_cache() / npz_name).is_file():
+        return keras_cache() / npz_name
+    return None
+
+
 def cache_root() -> Path:
     return Path(os.path.expanduser("~")) / ".fastconv" / "datasets"
 
 
 def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return pooch.file_hash(str(path), alg="sha256")
 
 
-def download(
-    url: str, dest: Path, sha256: str | None, raw_sha256: str | None = None, timeout: float = 60.0
-) -> Path:
-    """Download ``url`` to ``dest`` through a temporary file in the same folder.
+def download(url: str, dest: Path, sha256: str | None, raw_sha256: str | None = None) -> Path:
+    """Download ``url`` to ``dest`` through pooch (the downloader of ``keras.utils.get_file``:
+    a temporary file in the same folder, a progress bar, then an atomic rename).
 
     The file is kept only if its SHA-256 equals ``sha256`` (the published hash of the gz file)
     or, failing that, the SHA-256 of its decompressed content equals ``raw_sha256`` (a mirror
     that recompressed the same data). Otherwise it is deleted and ValueError is raised. With
     neither hash known, the caller must check the content (magic numbers and sizes) itself.
+    Network failures raise OSError naming the file, the URL and the folder to put it in.
     """
-    from tqdm.auto import tqdm
-
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(url, timeout=timeout)
-            except OSError as e:
-                raise OSError(f"could not download {url}: {e}") from e
-            with response:
-                total = response.headers.get("Content-Length")
-                with tqdm(
-                    total=int(total) if total else None,
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    desc=dest.name,
-                    leave=False,
-                ) as bar:
-                    while True:
-                        chunk = response.read(1 << 16)
-                        if not chunk:
-                            break
-                        out.write(chunk)
-                        h.update(chunk)
-                        bar.update(len(chunk))
-        digest = h.hexdigest()
-        ok = sha256 is None and raw_sha256 is None
-        if not ok and sha256 is not None and digest == sha256.lower():
-            ok = True
-        if not ok and raw_sha256 is not None:
-            try:
-                raw = _read_bytes(tmp)
-            except ValueError:
-                raw = b""
-            ok = hashlib.sha256(raw).hexdigest() == raw_sha256.lower()
-        if not ok:
-            raise ValueError(
-                f"SHA-256 mismatch for {url}: got {digest}, expected {sha256}"
-                + (f" (or decompressed {raw_sha256})" if raw_sha256 else "")
-                + f"; the download was discarded, nothing was written to {dest}"
-            )
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    path = Path(downloads.fetch(url, dest.name, str(dest.parent), known_hash=None))
+    digest = sha256_file(path)
+    ok = sha256 is None and raw_sha256 is None
+    if not ok and sha256 is not None and digest == sha256.lower():
+        ok = True
+    if not ok and raw_sha256 is not None:
+        try:
+            raw = _read_bytes(path)
+        except ValueError:
+            raw = b""
+        ok = hashlib.sha256(raw).hexdigest() == raw_sha256.lower()
+    if not ok:
+        path.unlink()
+        raise ValueError(
+            f"SHA-256 mismatch for {url}: got {digest}, expected {sha256}"
+            + (f" (or decompressed {raw_sha256})" if raw_sha256 else "")
+            + f"; the download was discarded, nothing was written to {dest}"
+        )
+    return path
 
 
 def resolve_base_url(base_url: str | None, default: str, name: str) -> str:
@@ -221,14 +242,22 @@ def load_mnist_family(
     sha256: dict,
     raw_sha256: dict,
     num_classes: int = 10,
+    npz_name: str | None = None,
 ):
-    """Find (or download) and read the four IDX files of an MNIST-family data set."""
+    """Find (or download) and read the four IDX files of an MNIST-family data set; a Keras user's
+    ``~/.keras/datasets/<npz_name>`` is read when no folder holds the IDX files."""
+    npz_path = _keras_npz_file(path, None)
+    if npz_path is not None:  # load_data(path="mnist.npz"), as Keras is called
+        return read_keras_npz(npz_path, num_classes)
     dirs = search_dirs(dir_names, path)
     files = None
     for d in dirs:
         files = _find_in(d)
         if files is not None:
             break
+    npz_path = _keras_npz_file(path, npz_name) if files is None else None
+    if npz_path is not None:
+        return read_keras_npz(npz_path, num_classes)
     if files is None:
         target = Path(path).expanduser() if path is not None else cache_root() / dir_names[0]
         files = {}
@@ -250,14 +279,5 @@ def load_mnist_family(
         role: read_idx(files[role], IMAGES_MAGIC if role.startswith("x") else LABELS_MAGIC)
         for role, _ in FILES
     }
-    for xr, yr in (("x_train", "y_train"), ("x_test", "y_test")):
-        x, y = arrays[xr], arrays[yr]
-        if x.shape[1:] != (28, 28):
-            raise ValueError(f"{files[xr]}: images of shape {x.shape[1:]}, expected (28, 28)")
-        if len(x) != len(y):
-            raise ValueError(
-                f"{files[xr]} holds {len(x)} images but {files[yr]} holds {len(y)} labels"
-            )
-        if len(y) and int(y.max()) >= num_classes:
-            raise ValueError(f"{files[yr]}: label {int(y.max())} out of range 0..{num_classes - 1}")
+    _check_arrays(arrays, {role: str(files[role]) for role in files}, num_classes)
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])

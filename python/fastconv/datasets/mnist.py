@@ -2,10 +2,14 @@
 
 ``load_data(path=None, base_url=None)`` looks for the four files (``train-images-idx3-ubyte``,
 ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each with or
-without ``.gz``) in ``path``, then ``$FASTCONV_DATA/mnist/``, ``~/.fastconv/datasets/mnist/`` and
-``/usr/share/datasets/mnist/``. Failing all, it downloads the gzipped files from ``base_url``
-(else ``$FASTCONV_DATASET_MIRROR``, else :data:`BASE_URL`, PyTorch's public S3 copy of Yann
-LeCun's files) into ``path`` (or ``~/.fastconv/datasets/mnist/``) and checks each file's SHA-256.
+without ``.gz``) in ``path``, then ``$FASTCONV_DATA/mnist/``, ``~/.fastconv/datasets/mnist/``,
+``~/.keras/datasets/mnist/`` and ``/usr/share/datasets/mnist/``, then reads a Keras user's
+``~/.keras/datasets/mnist.npz`` (``$KERAS_HOME``; Keras' layout: x_train, y_train, x_test,
+y_test); ``path`` may also name such a ``.npz`` file, as in Keras' ``load_data(path="mnist.npz")``.
+Failing all, it downloads the gzipped files (through pooch, as ``keras.utils.get_file``) from
+``base_url`` (else ``$FASTCONV_DATASET_MIRROR``, else :data:`BASE_URL`, PyTorch's public S3 copy
+of Yann LeCun's files) into ``path`` (or ``~/.fastconv/datasets/mnist/``) and checks each file's
+SHA-256.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from . import _idx
 
 NAME = "mnist"
 DIR_NAMES = ("mnist",)
+#: Keras' own copy of MNIST, where ``keras.datasets.mnist.load_data()`` caches it.
+KERAS_NPZ = "mnist.npz"
 
 #: Mirror of the original gzipped IDX files (the one torchvision uses). Another well-known
 #: one is https://storage.googleapis.com/cvdf-datasets/mnist/ .
@@ -63,4 +69,5 @@ def load_data(
         _idx.resolve_base_url(base_url, BASE_URL, NAME),
         SHA256,
         RAW_SHA256,
+        npz_name=KERAS_NPZ,
     )

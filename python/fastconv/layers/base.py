@@ -29,6 +29,7 @@ import numpy as np
 from .. import initializers as _initializers
 from .._registry import to_snake_case
 from .._tensor import KerasTensor
+from ..ops.core import eager
 
 __all__ = [
     "Layer",
@@ -376,8 +377,9 @@ class Layer:
         self.check_input_shape((None,) + x.shape[1:] if x.ndim else x.shape)
         self._maybe_build((None,) + x.shape[1:])
         # None lets each layer use its own default, as Keras 3 does: augmentation layers called
-        # directly augment, Dropout called directly does not.
-        return self.forward(np.ascontiguousarray(x), training=training)
+        # directly augment, Dropout called directly does not. The output answers `.numpy()` as
+        # the listings' TensorFlow tensors do (ops/core.py).
+        return eager(self.forward(np.ascontiguousarray(x), training=training))
 
     def _connect(self, tensor):
         if self._inbound is not None:

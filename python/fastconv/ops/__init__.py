@@ -3,7 +3,8 @@
 Every op is a pair of pure functions, ``op(...)`` and ``op_grad(...)``. Inputs may be any numeric
 array-likes; they are converted to C-contiguous float32, and results are float32. Bad arguments
 raise ValueError/TypeError naming the argument and the shapes before any memory is touched.
-One module per family: conv, pooling, fully_connected, elementwise, losses, updates.
+One module per family: conv, pooling, fully_connected, elementwise, losses, updates; ``core``
+holds Keras 3's ``convert_to_numpy`` and ``convert_to_tensor``.
 """
 
 from ._checks import conv2d_output_shape, pool2d_output_shape
@@ -12,6 +13,7 @@ from .conv import (
     conv2d_grad,
     conv2d_max_pool,
 )
+from .core import EagerTensor, convert_to_numpy, convert_to_tensor
 from .elementwise import (
     relu,
     relu_grad,
@@ -42,6 +44,9 @@ from .updates import (
 )
 
 __all__ = [
+    "convert_to_numpy",
+    "convert_to_tensor",
+    "EagerTensor",
     "conv2d",
     "conv2d_max_pool",
     "conv2d_grad",

@@ -9,6 +9,7 @@ prefetched while the current one is being consumed, so reading overlaps training
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections import deque
@@ -19,6 +20,7 @@ import numpy as np
 
 from fastconv import distribution
 from fastconv._random import make_rng
+from fastconv.ops.core import EagerTensor, eager
 
 ALLOWLIST_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
@@ -105,6 +107,9 @@ class ImageDataset:
 
     ``images`` is float32 ``(batch, height, width, channels)`` in 0..255. ``len(ds)`` is the
     number of batches per epoch; each ``iter(ds)`` is one epoch, reshuffled when ``shuffle``.
+    Batches are NumPy arrays that also answer TensorFlow's ``.numpy()`` (``EagerTensor``).
+    ``take(n)``, ``skip(n)``, ``cardinality()`` and ``as_numpy_iterator()`` work as on a
+    ``tf.data.Dataset``: ``for images, labels in ds.take(1)`` reads one batch.
     """
 
     def __init__(
@@ -140,6 +145,7 @@ class ImageDataset:
         self._resample = _resample_filter(interpolation)
         self._rng = make_rng(seed)  # seed None: drawn from fastconv's global (seedable) generator
         self._targets = self._encode_labels()
+        self._window = (0, None)  # the batches of an epoch kept by take/skip: [start, stop)
 
     def _encode_labels(self):
         if self.label_mode is None or self.labels is None:
@@ -158,7 +164,47 @@ class ImageDataset:
 
     def __len__(self):
         n = len(self.file_paths)
-        return n if self.batch_size is None else math.ceil(n / self.batch_size)
+        batches = n if self.batch_size is None else math.ceil(n / self.batch_size)
+        return len(range(batches)[slice(*self._window)])
+
+    # -- tf.data's listing idioms -------------------------------------------------------------
+    def _with_window(self, start, stop):
+        ds = copy.copy(self)  # shares the files, labels and shuffling generator
+        ds._window = (start, stop)
+        return ds
+
+    def take(self, count: int) -> ImageDataset:
+        """The first ``count`` batches of each epoch (all of them for ``count=-1``), as
+        ``tf.data.Dataset.take``; a shuffled dataset still reshuffles every epoch."""
+        count = _count_argument("take", count)
+        start, stop = self._window
+        if count < 0:
+            return self._with_window(start, stop)
+        end = start + count
+        return self._with_window(start, end if stop is None else min(stop, end))
+
+    def skip(self, count: int) -> ImageDataset:
+        """Each epoch without its first ``count`` batches (``count=-1``: without any), as
+        ``tf.data.Dataset.skip``."""
+        count = _count_argument("skip", count)
+        start, stop = self._window
+        if count < 0:
+            return self._with_window(start, start)
+        begin = start + count
+        return self._with_window(begin if stop is None else min(stop, begin), stop)
+
+    def cardinality(self) -> EagerTensor:
+        """The number of batches per epoch, as ``tf.data.Dataset.cardinality`` (a 0-d int64
+        array: ``int(ds.cardinality())`` and ``ds.cardinality().numpy()`` both work)."""
+        return eager(np.array(len(self), dtype=np.int64))
+
+    def as_numpy_iterator(self):
+        """One epoch of batches as plain NumPy arrays, as ``tf.data.Dataset.as_numpy_iterator``."""
+        for batch in self:
+            if isinstance(batch, tuple):
+                yield tuple(part.view(np.ndarray) for part in batch)
+            else:
+                yield batch.view(np.ndarray)
 
     def __repr__(self):
         return (
@@ -218,7 +264,7 @@ class ImageDataset:
     def _epoch_batches(self):
         order = self._epoch_order()
         bs = self.batch_size or 1
-        return [order[i : i + bs] for i in range(0, len(order), bs)]
+        return [order[i : i + bs] for i in range(0, len(order), bs)][slice(*self._window)]
 
     def __iter__(self):
         return self._generate(self._epoch_batches())
@@ -260,12 +306,19 @@ class ImageDataset:
                     targets = None if self._targets is None else self._targets[idx[0]]
                 else:
                     targets = None if self._targets is None else self._targets[idx]
-                yield out if targets is None else (out, targets)
+                out = eager(out)  # answers `.numpy()`; the trainer reads it as a plain view
+                yield out if targets is None else (out, eager(np.asarray(targets)))
         finally:
             for _, _, futures in pending:
                 for f in futures:
                     f.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _count_argument(method, count):
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
+        raise TypeError(f"{method}(count) takes an int; received {count!r}")
+    return int(count)
 
 
 def _check_arguments(

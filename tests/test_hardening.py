@@ -296,6 +296,9 @@ def test_load_model_cap_is_an_argument(tmp_path):
     with pytest.raises(ValueError, match="max_bytes"):
         saving.load_weights(loaded, weights_path, max_bytes=nbytes // 2)
     saving.load_weights(loaded, weights_path, max_bytes=nbytes)
+    with pytest.raises(ValueError, match="max_bytes"):
+        loaded.load_weights(weights_path, max_bytes=nbytes // 2)
+    loaded.load_weights(weights_path, max_bytes=nbytes)
     with pytest.raises(TypeError):
         fastconv.models.load_model(path, max_bytes="1G")
 

@@ -421,7 +421,7 @@ class Model(Trainer, Layer):
         if distribution.is_chief():  # data-parallel: only rank 0 writes
             saving.save_weights(self, filepath, overwrite=overwrite)
 
-    def load_weights(self, filepath: str | os.PathLike) -> None:
+    def load_weights(self, filepath: str | os.PathLike, max_bytes: int | None = None) -> None:
         """Load weights from a file saved via ``save_weights()``.
 
         Weights are loaded based on the network's topology. This means the architecture should be
@@ -429,8 +429,11 @@ class Model(Trainer, Layer):
 
         Args:
             filepath: ``str`` or ``pathlib.Path`` object. Path to load the weights from.
+            max_bytes: the most weight bytes the file may make fastconv allocate (default
+                ``fastconv.models.saving.MAX_WEIGHTS_BYTES``, 2 GiB); a file declaring more is
+                refused before anything is read.
         """
-        saving.load_weights(self, filepath)
+        saving.load_weights(self, filepath, max_bytes=max_bytes)
 
     def export(
         self,

@@ -3,6 +3,7 @@ generated image folder, with a random-weight VGG16 weight file made by fastconv 
 
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -77,6 +78,25 @@ def test_pretrained_feature_extraction_then_fine_tuning(data_dir, weight_file, t
     assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 1)
     names = [layer.name for layer in model.layers]
     assert "vgg16" in names and "data_augmentation" in names
+
+
+def test_example_walks_through_the_three_steps(data_dir, weight_file, tmp_path):
+    """examples/pretrained_vgg16.py: feature extraction by predict, the frozen base with
+    augmentation, fine-tuning; Keras' trainable-weight counts at each step."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "pretrained_vgg16.py"
+    argv = [sys.executable, example, data_dir, "--weights", weight_file, "--image-size", 32]
+    argv += ["--epochs", 1, "--batch-size", 8]
+    r = subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Features: (16, 1, 1, 512)" in r.stdout
+    assert "before freezing the conv base: 26" in r.stdout
+    assert "after freezing the conv base: 0" in r.stdout
+    assert "while fine-tuning: 10" in r.stdout
+    for step in ("1. Feature extraction", "2. With augmentation", "3. Fine-tuned"):
+        assert f"{step}: test accuracy" in r.stdout
+    assert (tmp_path / "fine_tuning.keras").is_file()
 
 
 @pytest.mark.parametrize(

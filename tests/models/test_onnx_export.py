@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fastconv import Input, Model, Sequential, layers
 from fastconv.applications import cats_vs_dogs_convnet, mnist_convnet
+from fastconv.applications.vgg16 import VGG16
 from fastconv.utils import set_random_seed
 
 onnx = pytest.importorskip("onnx", reason="the onnx package is not installed (fastconv[onnx])")
@@ -139,3 +140,13 @@ def test_without_the_onnx_package(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"fastconv\[onnx\]"):
         mnist_convnet().export(tmp_path / "m.onnx", format="onnx")
+
+
+def test_vgg16_convolutional_base(tmp_path):
+    """VGG16's graph (13 'same' convolutions, 5 poolings; random weights: the pretrained file is
+    a download) at a small input size."""
+    set_random_seed(5)
+    rng = np.random.default_rng(5)
+    model = VGG16(weights=None, include_top=False, input_shape=(64, 64, 3), pooling="max")
+    model = _with_random_biases(model, rng)
+    _check(model, (rng.random((2, 64, 64, 3)) * 255 - 120).astype(np.float32), tmp_path)

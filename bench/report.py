@@ -1,11 +1,22 @@
 """One-run benchmark report: fastconv vs PyTorch vs NumPy on the lecture's layers and models.
 
     python bench/report.py [--quick] [--repeats N] [--only TEXT] [--json out.json]
-                           [--no-naive] [--no-ops] [--no-models] [--threads N] [--no-malloc-tuning]
+                           [--no-naive] [--no-ops] [--no-models] [--threads N] [--malloc-tuning]
+                           [--no-user-path] [--keras-python PATH] [--user-path-rounds N]
 
-Everything is measured in this one process, side by side: for each case the implementations are
-timed interleaved (round-robin, the order rotated every repeat) and the median of the repeats is
-reported. Each repeat times a loop of calls at least --min-time long (fcbench.timing).
+Two parts:
+
+- In this one process, side by side (the per-layer tables and the whole-model steps): for each
+  case the implementations are timed interleaved (round-robin, the order rotated every repeat)
+  and the median of the repeats is reported. Each repeat times a loop of calls at least
+  --min-time long (fcbench.timing). This process runs with the allocator as installed, as users
+  get it; --malloc-tuning re-executes it with glibc heap reuse on (MALLOC_MMAP_THRESHOLD_ and
+  MALLOC_TRIM_THRESHOLD_), which applies to every library in the process, fastconv included,
+  and the header says so.
+- The user's path (fcbench.userpath, also `bench/user_path.py`): each framework in a process of
+  its own, `fit` and `predict` for fastconv and Keras (--keras-python: a Python with keras and
+  tensorflow-cpu; skipped without), PyTorch's loop at its best with glibc heap reuse on in its
+  own process only, ONNX Runtime for inference; alternating rounds; img/s and peak RSS.
 
 - FP32 peak: an FMA-throughput loop compiled at run time with the system C compiler into a
   temporary shared library, run on as many threads as fastconv uses; the best of several runs,
@@ -13,10 +24,8 @@ reported. Each repeat times a loop of calls at least --min-time long (fcbench.ti
   falls back to the best GFLOP/s of a 4096x4096 float32 np.matmul, and the header says so. The
   np.matmul figure and a copy bandwidth are reported in any case (fcbench.machine).
 - Threads: fastconv.get_num_threads() (or --threads) for fastconv, PyTorch and NumPy's OpenBLAS.
-- PyTorch at its best: channels_last, warm-up calls before timing, flush-denormal on, and the
-  glibc heap kept (MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ = 10000000000, set by
-  re-executing this script unless --no-malloc-tuning; it applies to every library in the
-  process, fastconv included).
+- PyTorch in this process: channels_last, warm-up calls before timing, flush-denormal on; the
+  allocator as this process has it (heap reuse only with --malloc-tuning, for every library).
 - Naive NumPy (fcbench.baselines.naive) is run once per case on 1 BLAS thread; where the whole
   layer would take longer than --naive-cap seconds, the first output rows are timed and the time
   extrapolated to all rows, marked with "~".
@@ -48,7 +57,14 @@ def parse_args(argv=None):
     p.add_argument("--only", default=None, help="only op cases whose label contains this text")
     p.add_argument("--threads", type=int, default=0, help="threads (default: fastconv's)")
     p.add_argument("--json", default=None, help="also write all results (and samples) here")
-    p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc malloc as it is")
+    p.add_argument(
+        "--malloc-tuning",
+        action="store_true",
+        help="glibc heap reuse for this whole process (every in-process column); off by default",
+    )
+    p.add_argument("--no-user-path", action="store_true", help="skip the user-path table")
+    p.add_argument("--keras-python", default=None, help="a Python with keras + tensorflow-cpu")
+    p.add_argument("--user-path-rounds", type=int, default=None, help="rounds (3; quick 1)")
     a = p.parse_args(argv)
     a.repeats = a.repeats or (3 if a.quick else 9)
     a.min_time = a.min_time if a.min_time is not None else (0.01 if a.quick else 0.05)
@@ -59,7 +75,7 @@ def parse_args(argv=None):
 def wanted_env(args):
     """Environment this process should run with (read by glibc and OpenBLAS at start-up)."""
     env = {}
-    if not args.no_malloc_tuning:
+    if args.malloc_tuning:
         env["MALLOC_MMAP_THRESHOLD_"] = MMAP_THRESHOLD
         # A fixed mmap threshold turns off glibc's dynamic trim threshold too: without this,
         # every free of a large block at the top of the heap goes back to the kernel and the next
@@ -69,9 +85,10 @@ def wanted_env(args):
 
 
 def maybe_reexec(args):
-    """Re-executes this script once with wanted_env() set, unless it is set already."""
+    """With --malloc-tuning, re-executes this script once with wanted_env() set, unless it is set
+    already."""
     env = wanted_env(args)
-    if all(os.environ.get(k) == v for k, v in env.items()):
+    if not env or all(os.environ.get(k) == v for k, v in env.items()):
         return
     sys.stdout.flush()
     argv = [sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
@@ -100,8 +117,15 @@ def header(args, threads, blas_ok, torch, peak, load_start, t_start):
         f"threads {threads} for fastconv, PyTorch and NumPy's BLAS"
         + ("" if blas_ok else " (BLAS thread count could not be set)"),
         f"- PyTorch {torch.__version__ if torch else 'not installed'} (channels_last, warm-up, "
-        f"flush-denormal); NumPy {np.__version__}; "
-        + ", ".join(f"{k}={v}" for k, v in env.items()),
+        f"flush-denormal); NumPy {np.__version__}",
+        "- this process (the per-layer tables and the whole-model steps, every library in it "
+        "alike): "
+        + ", ".join(f"{k}={v}" for k, v in env.items())
+        + (
+            " (--malloc-tuning: glibc heap reuse, which no user sets)"
+            if args.malloc_tuning
+            else " (the allocator as installed: what users get)"
+        ),
         f"- FP32 peak {peak.value:,.0f} GFLOP/s: {peak.method}. "
         + ", ".join(f"FMA loop {k}: {v:,.0f}" for k, v in peak.fma.items())
         + f"; np.matmul 4096: {peak.sgemm:,.0f} GFLOP/s; {threads}-thread copy bandwidth "
@@ -167,6 +191,23 @@ def write_json(path, args, threads, torch, peak, load, op_results, model_results
     log(f"wrote {path}")
 
 
+def user_path(args, threads):
+    """(markdown lines, records) of the user-path comparison: each framework in its own process,
+    PyTorch's alone with glibc heap reuse (fcbench.userpath)."""
+    from fcbench import userpath
+    from fcbench.machine import loadavg
+
+    log("the user's path: each framework in its own process ...")
+    kw = dict(threads=threads, keras_python=args.keras_python)
+    settings = userpath.quick_settings(**kw) if args.quick else userpath.Settings(**kw)
+    settings.rounds = args.user_path_rounds or settings.rounds
+    load0 = loadavg()
+    records, frameworks, notes = userpath.run(settings, log)
+    lines = ["", "## The user's path: `fit` and `predict`, each framework in its own process", ""]
+    lines += userpath.section(settings, records, frameworks, notes, (load0, loadavg()))
+    return lines, records
+
+
 def main(argv=None):
     args = parse_args(argv)
     maybe_reexec(args)
@@ -193,10 +234,21 @@ def main(argv=None):
             model_results = runs.run_models(torch, threads, args.repeats, args.min_time, log)
         peak.finish()
     lines = header(args, threads, blas_ok, torch, peak, load_start, t_start)
-    print("\n".join(lines + body(op_results, model_results, peak)))
+    lines += body(op_results, model_results, peak)
+    user = None if args.no_user_path else user_path(args, threads)
+    if user is not None:
+        lines += user[0]
+    print("\n".join(lines))
     if args.json:
         load = [load_start, loadavg()]
         write_json(args.json, args, threads, torch, peak, load, op_results, model_results)
+        if user is not None:
+            with open(args.json, "r+") as f:
+                doc = json.load(f)
+                doc["user_path"] = user[1]
+                f.seek(0)
+                json.dump(doc, f, indent=1)
+                f.truncate()
 
 
 if __name__ == "__main__":

@@ -46,14 +46,9 @@ def setup_torch(threads: int):
     torch = torch_or_none()
     if torch is None:
         return None
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set, or work already started
-        pass
-    torch.set_flush_denormal(True)
-    torch.backends.mkldnn.enabled = True
-    return torch
+    from fcbench.baselines.pytorch import torch_at_best
+
+    return torch_at_best(torch, threads)
 
 
 def configure(threads: int = 0):

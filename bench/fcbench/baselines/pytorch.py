@@ -11,6 +11,8 @@ module, so it is written here, from the specs in ``fcbench.shapes``.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from fcbench.shapes import MODEL_SPECS
@@ -140,3 +142,65 @@ def torch_steps(torch, which, x, y):
             return torch.softmax(out, 1) if which == "A" else torch.sigmoid(out)
 
     return train_step, predict
+
+
+def torch_at_best(torch, threads):
+    """PyTorch's best settings for these comparisons: ``threads`` intra-op threads, one inter-op,
+    flush-denormal, oneDNN on."""
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or work already started
+        pass
+    torch.set_flush_denormal(True)
+    torch.backends.mkldnn.enabled = True
+    return torch
+
+
+def _labels(torch, which, y):
+    return torch.from_numpy(y.astype(np.int64) if which == "A" else y.reshape(-1, 1))
+
+
+def torch_fit(torch, which, x, y, batch, epochs):
+    """PyTorch's plain training loop over in-memory NHWC arrays, shuffled each epoch like
+    ``fit``: seconds per epoch. Batches are gathered from the NHWC tensor and viewed as NCHW, so
+    they are channels_last without a copy."""
+    model, opt, loss_fn = torch_model(torch, which)
+    model.train()
+    xt, yt = torch.from_numpy(x), _labels(torch, which, y)
+    scale = 1.0 / 255 if which == "B" else None
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), batch):
+            idx = perm[i : i + batch]
+            xb = xt[idx].permute(0, 3, 1, 2)
+            if scale:
+                xb = xb * scale
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yt[idx])
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def torch_predictor(torch, which, batch):
+    """predict(x): probabilities for an NHWC array, ``batch`` images at a time, in eval mode under
+    ``torch.inference_mode`` (no autograd, as no_grad and a little less)."""
+    model, _, _ = torch_model(torch, which)
+    model.eval()
+    scale = 1.0 / 255 if which == "B" else None
+
+    def predict(x):
+        xt, outs = torch.from_numpy(x), []
+        with torch.inference_mode():
+            for i in range(0, len(x), batch):
+                xb = xt[i : i + batch].permute(0, 3, 1, 2)
+                out = model(xb * scale if scale else xb)
+                out = torch.softmax(out, 1) if which == "A" else torch.sigmoid(out)
+                outs.append(out.numpy())
+        return np.concatenate(outs)
+
+    return predict

@@ -4,10 +4,10 @@ fastconv --version
 fastconv info
 fastconv make-subset ORIGINAL_DIR NEW_BASE_DIR [--train N --validation N --test N]
 fastconv train mnist [--dataset digits|mnist|fashion_mnist] [--epochs 5] [--batch-size 64]
-                     [--threads N] [--save PATH] [--seed S] [--distributed] [--winograd]
+                     [--threads N] [--save PATH] [--seed S] [--distributed] [--conv-algorithm NAME]
 fastconv train cats-vs-dogs DATA_DIR [--epochs 30] [--batch-size 32] [--augment]
                      [--save best.keras] [--plot curves.png] [--threads N] [--seed S]
-                     [--distributed] [--winograd]
+                     [--distributed] [--conv-algorithm NAME]
                      [--pretrained vgg16 [--fine-tune] [--weights PATH] [--image-size 180]]
 fastconv show activations|filters|heatmap MODEL.keras [IMAGE] [--layer NAME] [--out PNG]
 
@@ -35,6 +35,17 @@ from ._cli_types import (
     positive_int,
     seed,
     threads,
+)
+
+CONV_ALGORITHMS = (
+    "auto",
+    "direct",
+    "few_channel",
+    "winograd",
+    "igemm",
+    "col2im",
+    "rowgemm",
+    "patches",
 )
 
 
@@ -107,9 +118,9 @@ def _setup(args):
         _start_distributed(args)
     if args.threads is not None:  # the parser checked the range
         fastconv.set_num_threads(args.threads)
-    if args.winograd:
-        fastconv.set_winograd(True)
-        print("Convolutions: Winograd F(2x2, 3x3) where it applies (--winograd)")
+    if args.conv_algorithm != "auto":
+        fastconv.set_conv_algorithm(args.conv_algorithm)
+        print(f"Convolutions: {args.conv_algorithm} where it applies (--conv-algorithm)")
     if args.seed is not None:
         from fastconv.utils import set_random_seed
 
@@ -383,9 +394,13 @@ def _add_train(sub):
             help="data-parallel over the processes of `mpiexec -n N` (needs fastconv[mpi])",
         )
         q.add_argument(
-            "--winograd",
-            action="store_true",
-            help="Winograd F(2x2, 3x3) for 3x3 convolutions (faster; see fastconv.set_winograd)",
+            "--conv-algorithm",
+            choices=CONV_ALGORITHMS,
+            default="auto",
+            metavar="NAME",
+            help="convolution algorithm: auto (measured per layer shape), direct (auto without "
+            "Winograd) or one of few_channel, winograd, igemm, col2im, rowgemm, patches "
+            "(default: %(default)s; see fastconv.set_conv_algorithm)",
         )
 
     q = tsub.add_parser("mnist", help="the lecture's MNIST convnet")

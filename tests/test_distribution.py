@@ -90,6 +90,7 @@ TRAIN = """
 
     mode, out = sys.argv[1], sys.argv[2]
     fastconv.set_num_threads(1)
+    fastconv.set_conv_algorithm("deterministic")  # the same choices in every process
     if mode == "dist":  # the two added lines
         fastconv.distribution.set_distribution(fastconv.distribution.DataParallel())
     fastconv.set_random_seed(1234)
@@ -228,6 +229,7 @@ FAIL = """
     from fastconv.cli import load_mnist_family
 
     fastconv.set_num_threads(1)
+    fastconv.set_conv_algorithm("deterministic")  # the same choices in every process
     fastconv.distribution.set_distribution(fastconv.distribution.DataParallel())
     rank = fastconv.distribution.rank()
     (x, y), _ = load_mnist_family("digits")

@@ -40,6 +40,7 @@ from ._cli_types import (
 CONV_ALGORITHMS = (
     "auto",
     "direct",
+    "deterministic",
     "few_channel",
     "winograd",
     "igemm",
@@ -398,9 +399,10 @@ def _add_train(sub):
             choices=CONV_ALGORITHMS,
             default="auto",
             metavar="NAME",
-            help="convolution algorithm: auto (measured per layer shape), direct (auto without "
-            "Winograd) or one of few_channel, winograd, igemm, col2im, rowgemm, patches "
-            "(default: %(default)s; see fastconv.set_conv_algorithm)",
+            help="convolution algorithm: auto (measured per layer shape), direct (auto "
+            "without Winograd), deterministic (never measured: the same in every run) or one "
+            "of few_channel, winograd, igemm, col2im, rowgemm, patches (default: %(default)s; "
+            "see fastconv.set_conv_algorithm)",
         )
 
     q = tsub.add_parser("mnist", help="the lecture's MNIST convnet")

@@ -76,14 +76,18 @@ def set_conv_algorithm(name: str) -> None:
 
     ``"auto"`` times every algorithm that can take a call's problem the first time its (pass,
     shape without the batch size, thread count, ISA) is met, on that call (the output is the
-    fastest one's), and keeps
-    the fastest for the process; ``info()["conv_choices"]`` lists the choices. ``"direct"`` is
-    auto without Winograd. A forced name runs that algorithm wherever it can take the problem and
-    falls back to auto's choice, for that call, where it cannot (so ``"col2im"`` forces the
-    input gradient alone). Winograd's results stay within the float64 reference tolerance the
-    tests hold every algorithm to; where its inputs or its result hold an infinity or a NaN, the
-    call is redone with a direct algorithm, so non-finite values come out as the direct sum
-    gives them. ``FASTCONV_CONV_ALGO`` sets this at import.
+    fastest one's), and keeps the fastest for the process; ``info()["conv_choices"]`` lists
+    the choices. ``"direct"`` is auto without Winograd. ``"deterministic"`` never measures:
+    each pass runs the first direct algorithm of its list that can take the problem, so every
+    process makes the same choices and a seeded run gives the same bits in every process
+    (auto's measured choices can differ between processes, and with them the rounding).
+
+    A forced name runs that algorithm wherever it can take the problem and falls back to auto's
+    choice, for that call, where it cannot (so ``"col2im"`` forces the input gradient alone).
+    Winograd's results stay within the float64 reference tolerance the tests hold every
+    algorithm to; where its inputs or its result hold an infinity or a NaN, the call is redone
+    with a direct algorithm, so non-finite values come out as the direct sum gives them.
+    ``FASTCONV_CONV_ALGO`` sets this at import.
     """
     if not isinstance(name, str):
         raise TypeError(f"set_conv_algorithm: name must be a str, got {name!r}")

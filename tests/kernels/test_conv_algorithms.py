@@ -147,6 +147,26 @@ def test_direct_never_runs_winograd(isa, algorithm_setting):
     assert ran and "winograd" not in ran
 
 
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"s{i}" for i in range(len(SHAPES))])
+def test_deterministic_takes_the_first_direct_algorithm_without_measuring(
+    isa, algorithm_setting, shape
+):
+    """The same choice in every process: the first algorithm of each list that can take the
+    problem, Winograd left out, never timed."""
+    fastconv.set_conv_algorithm("deterministic")
+    x, kernel, bias, kw = _data(shape)
+    dy = np.ones(ops.conv2d(x, kernel, **kw).shape, np.float32)
+    _core.last_conv_algorithms(clear=True)
+    ops.conv2d(x, kernel, bias, **kw)
+    ops.conv2d_grad(x, kernel, dy, **kw)
+    runs = _core.last_conv_algorithms()
+    assert [r[0] for r in runs] == list(PASSES)
+    for pass_, _, algorithm, how in runs:
+        reasons = _reasons(pass_, x, kernel, dy.shape, kw)
+        first = next(a for a in _core.conv_algorithms(pass_) if a != "winograd" and not reasons[a])
+        assert algorithm == first and "deterministic" in how, (pass_, algorithm, how)
+
+
 @pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("where", ["x", "kernel", "dy"])
 def test_non_finite_values_come_out_as_the_direct_path_gives_them(

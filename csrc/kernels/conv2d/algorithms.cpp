@@ -147,7 +147,9 @@ List algorithms(ConvPass pass) {
   }
 }
 
-// The setting: an index into settings(): 0 "auto", 1 "direct", then the algorithm names.
+// The setting: an index into settings(): 0 "auto", 1 "direct", 2 "deterministic", then the
+// algorithm names (kFirstForced on).
+constexpr int kFirstForced = 3;
 std::atomic<int>& setting() {
   static std::atomic<int> index{0};
   return index;
@@ -155,7 +157,7 @@ std::atomic<int>& setting() {
 
 const std::vector<std::string>& settings() {
   static const std::vector<std::string> names = [] {
-    std::vector<std::string> v{"auto", "direct"};
+    std::vector<std::string> v{"auto", "direct", "deterministic"};
     for (ConvPass pass :
          {ConvPass::kForward, ConvPass::kInputGradient, ConvPass::kWeightGradient}) {
       const List list = algorithms(pass);
@@ -289,7 +291,10 @@ namespace {
 void run_with(int index, ConvPass pass, const KernelTable& kt, const Conv2dShape& s,
               const ConvOperands& ops) {
   const std::string& wanted = settings()[index];
-  const bool no_winograd = wanted == "direct";
+  // "deterministic": the first direct algorithm of the list that takes the problem, never
+  // measured, so every process makes the same choice (auto's timing may differ between runs).
+  const bool first_direct = wanted == "deterministic";
+  const bool no_winograd = wanted == "direct" || first_direct;
   std::vector<const Algorithm*> cand;
   const Algorithm* forced = nullptr;
   const List list = algorithms(pass);
@@ -306,9 +311,13 @@ void run_with(int index, ConvPass pass, const KernelTable& kt, const Conv2dShape
   const std::string shape = shape_text(s);
   const Algorithm* chosen = forced;
   // A forced algorithm that cannot take the problem leaves it to auto's choice.
-  const bool forcing = index >= 2 && !forced;
+  const bool forcing = index >= kFirstForced && !forced;
   const char* how = "forced";
   std::map<std::string, double> ms;
+  if (!chosen && first_direct && !cand.empty()) {
+    chosen = cand[0];
+    how = "first that takes it (deterministic)";
+  }
   if (!chosen && cand.size() == 1) {
     chosen = cand[0];
     how = forcing ? "only one takes it (forced one cannot)" : "only one takes it";

@@ -156,6 +156,11 @@ class Profile:
         lines = [head] + [
             "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [cols, *body]
         ]
+        if any("winograd" in r.algorithm for r in self.rows):
+            lines.append(
+                "GFLOP/s count a direct convolution's multiply-adds; Winograd does 2.25x fewer, "
+                "so its effective rate can pass the peak."
+            )
         lines.append(
             f"Step {self.step_seconds * 1e3:.1f} ms: kernels {self.kernel_seconds * 1e3:.1f} ms "
             f"({self.kernel_seconds / self.step_seconds:.1%}), outside kernels "

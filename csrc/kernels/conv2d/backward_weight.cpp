@@ -92,7 +92,7 @@ void backward_weight_rowgemm(const KernelTable& kt, const Conv2dShape& s, const 
   const int nr = kt.rowgemm_nr;
   // Few pixels (small images): the private partials below would be large next to the work
   // (B.conv5: 256x256x9 partials for 784 pixels per thread), so threads split the filters and
-  // each sums all pixels for its own columns of dkernel (measured 12% faster on B.conv5).
+  // each sums all pixels for its own columns of dkernel (python bench/report.py --only B.conv5).
   if (threads > 1 && pixels < 2048 * threads && out_c >= threads * nr) {
     parallel_region(threads, [&](int tid, int nt) {
       int64_t b0, b1;

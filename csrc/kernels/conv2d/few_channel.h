@@ -17,7 +17,7 @@ namespace conv2d_detail {
 // The forward pass of a layer with 1 to 4 input channels (an image's): a grid row at a time
 // over patches read in place (PatchRows), with the kernel's rows for NR filters in registers'
 // reach. The igemm would run only 9 or 27 depth steps per tile of pixels and rebuild its row
-// pointers for every tile (A.conv1 took 3x the FMA time that way).
+// pointers for every tile (python bench/report.py --only conv1 compares them).
 constexpr int64_t kSmallDepthChannels = 4;
 
 // The kernel packed for small_depth_row (NR filters per group, zero past out_c) and the rows of

@@ -25,7 +25,7 @@ def _assert_in_place(arr, before_id, before_ptr, name):
     "lr,momentum,nesterov",
     [(0.01, 0.0, False), (0.1, 0.9, False), (0.05, 0.9, True), (0.3, 0.5, True)],
 )
-def test_sgd_update(rng, lr, momentum, nesterov):
+def test_sgd_update(isa, rng, lr, momentum, nesterov):
     w, grads = _opt_arrays(rng)
     buf = np.zeros_like(w) if momentum else None
     w64, m64 = w.astype(np.float64), np.zeros(w.shape)
@@ -40,7 +40,7 @@ def test_sgd_update(rng, lr, momentum, nesterov):
 
 
 @pytest.mark.parametrize("lr,rho,eps", [(0.001, 0.9, 1e-7), (0.01, 0.5, 1e-3)])
-def test_rmsprop_update(rng, lr, rho, eps):
+def test_rmsprop_update(isa, rng, lr, rho, eps):
     w, grads = _opt_arrays(rng)
     vel = np.zeros_like(w)
     w64, v64 = w.astype(np.float64), np.zeros(w.shape)
@@ -59,7 +59,7 @@ def test_rmsprop_update(rng, lr, rho, eps):
 
 
 @pytest.mark.parametrize("lr,b1,b2,eps", [(0.001, 0.9, 0.999, 1e-7), (0.1, 0.5, 0.9, 1e-4)])
-def test_adam_update(rng, lr, b1, b2, eps):
+def test_adam_update(isa, rng, lr, b1, b2, eps):
     w, grads = _opt_arrays(rng)
     m, v = np.zeros_like(w), np.zeros_like(w)
     w64, m64, v64 = w.astype(np.float64), np.zeros(w.shape), np.zeros(w.shape)

@@ -345,8 +345,13 @@ class Layer:
         raise NotImplementedError(f"Layer {type(self).__name__} ({self.name}) has no backward()")
 
     # fusion protocol (see module docstring)
-    output_activation = None  # "softmax" | "sigmoid" | None
     preactivation = None
+
+    @property
+    def output_activation(self) -> str | None:
+        """``"softmax"``/``"sigmoid"`` when the layer's ``activation`` can fuse with a loss."""
+        activation = getattr(self, "activation", None)
+        return activation if activation in ("softmax", "sigmoid") else None
 
     # What forward keeps for backward (its tape), by attribute name: release_tape drops it.
     _TAPE_ATTRIBUTES = ("_x", "_y", "preactivation", "_mask", "_tape")

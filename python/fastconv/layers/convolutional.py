@@ -70,11 +70,6 @@ class Conv2D(Layer):
         self.bias_initializer = _init.get(bias_initializer)
         self._x = self._y = None  # the tape of forward, read by backward
 
-    @property
-    def output_activation(self):
-        """``"softmax"``/``"sigmoid"`` when the activation can fuse with a loss, else None."""
-        return self.activation if self.activation in ("softmax", "sigmoid") else None
-
     def op_kwargs(self) -> dict[str, Any]:
         """This layer's strides, padding and dilation as ``ops.conv2d`` takes them."""
         return dict(

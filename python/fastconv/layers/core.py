@@ -51,11 +51,6 @@ class Dense(Layer):
         self.kernel_initializer = _init.get(kernel_initializer)
         self.bias_initializer = _init.get(bias_initializer)
 
-    @property
-    def output_activation(self):
-        """``"softmax"``/``"sigmoid"`` when the activation can fuse with a loss, else None."""
-        return self.activation if self.activation in ("softmax", "sigmoid") else None
-
     def build(self, input_shape):
         in_dim = input_shape[-1]
         if in_dim is None:
@@ -147,11 +142,6 @@ class Activation(Layer):
     def __init__(self, activation: str | Callable[..., Any] | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.activation = _act.get(activation)
-
-    @property
-    def output_activation(self):
-        """``"softmax"``/``"sigmoid"`` when the activation can fuse with a loss, else None."""
-        return self.activation if self.activation in ("softmax", "sigmoid") else None
 
     def forward(self, x, training=False):
         self.preactivation = x

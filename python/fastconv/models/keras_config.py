@@ -276,11 +276,11 @@ def _functional_from_keras(cfg, entries, what, name, trainable):
     )
 
 
-def model_from_keras(config, what="model"):
-    """Rebuild a model from Keras' serialization of a ``Functional`` or ``Sequential``."""
+def model_header(config, what="model"):
+    """(class name, config, name, trainable, layer entries) of a model's configuration, checked:
+    the part Keras' serialization and fastconv's older one share."""
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise Invalid(f"{what}: a model configuration must be an object with a 'config' object")
-    kind = config.get("class_name")
     cfg = config["config"]
     name = cfg.get("name")
     if name is not None and not isinstance(name, str):
@@ -291,6 +291,12 @@ def model_from_keras(config, what="model"):
     entries = cfg.get("layers")
     if not isinstance(entries, list) or len(entries) > MAX_LAYERS:
         raise Invalid(f"{what}: 'layers' must be a list of at most {MAX_LAYERS} layers")
+    return config.get("class_name"), cfg, name, trainable, entries
+
+
+def model_from_keras(config, what="model"):
+    """Rebuild a model from Keras' serialization of a ``Functional`` or ``Sequential``."""
+    kind, cfg, name, trainable, entries = model_header(config, what)
     try:
         if kind == "Sequential":
             model = MODEL_REGISTRY["Sequential"](name=name, trainable=trainable)

@@ -266,11 +266,12 @@ class ExecutionPlan:
                 "them, and a training step drops them after its backward pass); run forward first"
             )
         first = 0 if down_to is None else self._step_after(down_to)
-        needs = self._input_gradient_needed(need_dx, first)
+        trainable = [any(layer.has_trainable_weights for layer in st.layers) for st in self.steps]
+        needs = self._input_gradient_needed(need_dx, trainable, first)
         try:
             for i in range(len(self.steps) - 1, first - 1, -1):
                 step = self.steps[i]
-                if not needs[i] and not any(layer.has_trainable_weights for layer in step.layers):
+                if not needs[i] and not trainable[i]:
                     return None
                 if self.observer is not None:
                     self.observer.begin(step, "backward", needs[i])
@@ -299,12 +300,13 @@ class ExecutionPlan:
             )
         return self._step_of[position] + 1
 
-    def _input_gradient_needed(self, need_dx: bool, first: int = 0) -> list[bool]:
-        """needs[i]: step i must compute the gradient of its input (steps from ``first`` on)."""
+    def _input_gradient_needed(self, need_dx: bool, trainable: list[bool], first: int = 0):
+        """needs[i]: step i must compute the gradient of its input (steps from ``first`` on);
+        ``trainable[i]``: step i has trainable weights."""
         needs, seen = [False] * first, bool(need_dx)
-        for step in self.steps[first:]:
+        for has_weights in trainable[first:]:
             needs.append(seen)
-            seen = seen or any(layer.has_trainable_weights for layer in step.layers)
+            seen = seen or has_weights
         return needs
 
     @property

@@ -101,20 +101,8 @@ def _layer_from_config(entry, path):
 
 def model_from_config(config, path="model"):
     """Rebuild a model from ``{"class_name": "Functional"|"Sequential", "config": {...}}``."""
-    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
-        raise _Invalid(f"{path}: model configuration must be an object with a 'config' object")
     _check_json_value(config)
-    kind = config.get("class_name")
-    cfg = config["config"]
-    name = cfg.get("name")
-    if name is not None and not isinstance(name, str):
-        raise _Invalid(f"{path}: model name must be a string")
-    trainable = cfg.get("trainable", True)
-    if not isinstance(trainable, bool):
-        raise _Invalid(f"{path}: 'trainable' must be a boolean")
-    entries = cfg.get("layers")
-    if not isinstance(entries, list) or len(entries) > MAX_LAYERS:
-        raise _Invalid(f"{path}: 'layers' must be a list of at most {MAX_LAYERS} layers")
+    kind, cfg, name, trainable, entries = keras_config.model_header(config, path)
     try:
         if kind == "Sequential":
             model = MODEL_REGISTRY["Sequential"](name=name, trainable=trainable)

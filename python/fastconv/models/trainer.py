@@ -408,7 +408,7 @@ class Trainer:
                 stacklevel=3,
             )
             return None, bar
-        return self._logs(), bar
+        return logs, bar  # the last batch's logs: the epoch's running means
 
     # ------------------------------------------------------------------ evaluate / predict
     def _run_eval(self, data, cbs, verbose):
@@ -424,7 +424,6 @@ class Trainer:
             bar.update(logs)
         if bar.n == 0:
             raise ValueError("The evaluation data yielded no batches")
-        logs = self._logs()
         bar.close(logs)
         cbs.on_test_end(logs)
         return logs

@@ -184,7 +184,8 @@ PYBIND11_MODULE(_core, m) {
       "fma_peak_gflops",
       [](const std::string& isa, int threads, double seconds) {
         if (threads < 1 || threads > fastconv::kMaxThreads)
-          throw std::invalid_argument("fma_peak_gflops: threads must be in [1, 4096]");
+          throw std::invalid_argument("fma_peak_gflops: threads must be in [1, " +
+                                      std::to_string(fastconv::kMaxThreads) + "]");
         if (!(seconds > 0.0 && seconds <= 10.0))
           throw std::invalid_argument("fma_peak_gflops: seconds must be in (0, 10]");
         py::gil_scoped_release release;

@@ -325,7 +325,8 @@ void run_with(int index, ConvPass pass, const KernelTable& kt, const Conv2dShape
   if (!chosen) {
     // Keyed without the batch size: a model's smaller last batch (or predict's batches) takes
     // the same algorithm as its full batches, so a sample's result does not depend on its batch.
-    const Key key{static_cast<int>(pass), shape.substr(shape.find('x') + 1), num_threads(), kt.isa,
+    const int threads = num_threads();  // read once: the key and the stored choice agree
+    const Key key{static_cast<int>(pass), shape.substr(shape.find('x') + 1), threads, kt.isa,
                   excluded};
     State& st = state();
     {
@@ -342,8 +343,7 @@ void run_with(int index, ConvPass pass, const KernelTable& kt, const Conv2dShape
       if (winner >= 0) {
         {
           std::lock_guard<std::mutex> lock(st.mutex);
-          st.choices[key] = {conv_pass_name(pass), shape,         kt.isa,
-                             cand[winner]->name,   num_threads(), ms};
+          st.choices[key] = {conv_pass_name(pass), shape, kt.isa, cand[winner]->name, threads, ms};
         }
         record(pass, shape, cand[winner]->name,
                forcing ? "measured (forced one cannot)" : "measured");

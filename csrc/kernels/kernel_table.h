@@ -61,14 +61,19 @@ struct KernelTable {
                               const float* dy, int64_t dy_step, float* sums, int64_t ld, int nr);
   // Orders the non-temporal stores of a streaming igemm before later memory operations.
   void (*store_fence)();
-  // The maximum over the n cells of one pooling window, per channel, NaN winning.
-  void (*max_pool_forward_window)(int64_t C, const float* const* cells, int n, float* out);
-  // The gradient of one pooling window of n cells: outs[j] gets g where cells[j] is the first
-  // (in list order) maximal cell of the window, else 0 (added to outs[j] when accumulate: windows
-  // that overlap). positive_only also drops windows whose maximum is not > 0: the gradient of the
-  // ReLU before the pooling, folded in.
-  void (*max_pool_backward_window)(int64_t C, const float* const* cells, int n, const float* g,
-                                   float* const* outs, bool accumulate, bool positive_only);
+  // Max pooling over a run of `count` windows of cells_h x cells_w cells (window k's cells:
+  // rows[i] + offset + k * step + j * C), per channel, NaN winning, to out + k * C; windows of
+  // no cells give 0.
+  void (*max_pool_forward_run)(int64_t C, const float* const* rows, int cells_h, int cells_w,
+                               int64_t offset, int64_t step, int64_t count, float* out);
+  // The gradient of such a run: window k's dx cells (dx_rows[i] + offset + k * step + j * C)
+  // get dy[k * C + c] where the x cell is the first (row-major) maximal cell of the window, else
+  // 0 (added to dx when accumulate: windows that overlap). positive_only also drops windows
+  // whose maximum is not > 0: the gradient of the ReLU before the pooling, folded in.
+  void (*max_pool_backward_run)(int64_t C, const float* const* x_rows, float* const* dx_rows,
+                                int cells_h, int cells_w, int64_t offset, int64_t step,
+                                int64_t count, const float* dy, bool accumulate,
+                                bool positive_only);
   // Winograd F(2x2, 3x3), vectorised over channels. Input: the 4x4 cells of one input tile
   // (cells[r*4 + c], null in the padding) to v[xi * v_stride + ch], xi = 0..15, V = B^T d B.
   // Output: from m[xi * m_stride + k], Y = A^T M A (+ bias, ReLU) to the 2x2 pixels outs[r*2 +

@@ -17,12 +17,6 @@ struct Window {
 // One channel of one window cell, read and compared: about 0.15 ns on one thread.
 constexpr double kNanosPerCell = 0.15;
 
-// The most cells of one window: windows are clipped to the image, so a pool larger than the
-// image ('same' padding allows any size) needs no more room than the image.
-size_t window_cells(const Pool2dShape& s) {
-  return static_cast<size_t>(std::min(s.pool_h, s.in_h) * std::min(s.pool_w, s.in_w));
-}
-
 Window window_at(const Pool2dShape& s, int64_t oy, int64_t ox) {
   const int64_t y = oy * s.stride_h - s.pad_top, x = ox * s.stride_w - s.pad_left;
   return {std::max<int64_t>(y, 0), std::min(y + s.pool_h, s.in_h), std::max<int64_t>(x, 0),
@@ -54,48 +48,61 @@ void zero_parallel(float* data, int64_t count) {
   });
 }
 
+// The output columns [lo, hi) whose windows lie wholly inside the image's width: one kernel run
+// takes them; the clipped windows at either end ('same' padding) go one at a time.
+struct FullColumns {
+  int64_t lo, hi;
+};
+
+FullColumns full_columns(const Pool2dShape& s) {
+  const int64_t lo = std::min(s.out_w, (s.pad_left + s.stride_w - 1) / s.stride_w);
+  const int64_t room = s.in_w + s.pad_left - s.pool_w;  // the last full window's left edge + pad
+  const int64_t hi = room < 0 ? lo : std::clamp(room / s.stride_w + 1, lo, s.out_w);
+  return {lo, hi};
+}
+
+// Calls run(cells_w, offset, step, count, first_ox) for the runs of windows along output row oy:
+// the clipped ones alone, the full ones as one run.
+template <class Run>
+void for_each_run(const Pool2dShape& s, const Run& run) {
+  const int64_t C = s.channels;
+  const FullColumns full = full_columns(s);
+  auto single = [&](int64_t ox) {
+    const Window w = window_at(s, 0, ox);
+    run(static_cast<int>(std::max<int64_t>(w.x1 - w.x0, 0)), w.x0 * C, 0, 1, ox);
+  };
+  for (int64_t ox = 0; ox < full.lo; ++ox) single(ox);
+  if (full.hi > full.lo)
+    run(static_cast<int>(s.pool_w), (full.lo * s.stride_w - s.pad_left) * C, s.stride_w * C,
+        full.hi - full.lo, full.lo);
+  for (int64_t ox = full.hi; ox < s.out_w; ++ox) single(ox);
+}
+
+int cells_high(const Pool2dShape& s, int64_t oy) {
+  const Window w = window_at(s, oy, 0);
+  return static_cast<int>(std::max<int64_t>(w.y1 - w.y0, 0));
+}
+
 }  // namespace
 
 void max_pool_forward_row(const KernelTable& kt, const Pool2dShape& s, int64_t oy,
                           const float* const* rows, float* out_row) {
   const int64_t C = s.channels;
-  thread_local std::vector<const float*> cells_storage;
-  cells_storage.resize(window_cells(s));
-  const float** cells = cells_storage.data();  // plain pointers: see conv2d.cpp
-  for (int64_t ox = 0; ox < s.out_w; ++ox) {
-    const Window w = window_at(s, oy, ox);
-    float* out = out_row + ox * C;
-    int count = 0;
-    for (int64_t iy = w.y0; iy < w.y1; ++iy)
-      for (int64_t ix = w.x0; ix < w.x1; ++ix) cells[count++] = rows[iy - w.y0] + ix * C;
-    if (count == 0)
-      std::memset(out, 0, C * sizeof(float));
-    else
-      kt.max_pool_forward_window(C, cells, count, out);
-  }
+  const int cells_h = cells_high(s, oy);
+  for_each_run(s, [&](int cells_w, int64_t offset, int64_t step, int64_t count, int64_t ox) {
+    kt.max_pool_forward_run(C, rows, cells_h, cells_w, offset, step, count, out_row + ox * C);
+  });
 }
 
 void max_pool_backward_row(const KernelTable& kt, const Pool2dShape& s, int64_t oy,
                            const float* const* x_rows, float* const* dx_rows, const float* dy_row,
                            bool accumulate, bool through_relu) {
   const int64_t C = s.channels;
-  thread_local std::vector<const float*> cells_storage;
-  thread_local std::vector<float*> outs_storage;
-  cells_storage.resize(window_cells(s));
-  outs_storage.resize(window_cells(s));
-  const float** cells = cells_storage.data();
-  float** outs = outs_storage.data();
-  for (int64_t ox = 0; ox < s.out_w; ++ox) {
-    const Window w = window_at(s, oy, ox);
-    int count = 0;
-    for (int64_t iy = w.y0; iy < w.y1; ++iy)
-      for (int64_t ix = w.x0; ix < w.x1; ++ix, ++count) {
-        cells[count] = x_rows[iy - w.y0] + ix * C;
-        outs[count] = dx_rows[iy - w.y0] + ix * C;
-      }
-    if (count > 0)
-      kt.max_pool_backward_window(C, cells, count, dy_row + ox * C, outs, accumulate, through_relu);
-  }
+  const int cells_h = cells_high(s, oy);
+  for_each_run(s, [&](int cells_w, int64_t offset, int64_t step, int64_t count, int64_t ox) {
+    kt.max_pool_backward_run(C, x_rows, dx_rows, cells_h, cells_w, offset, step, count,
+                             dy_row + ox * C, accumulate, through_relu);
+  });
 }
 
 namespace {

@@ -30,7 +30,7 @@ def test_lecture_mnist_plan_steps():
     model = mnist_convnet()
     assert model._execution_plan().describe() == [
         "ConvMaxPoolStep(conv2d, max_pooling2d)",
-        "ActivationMaxPoolStep(conv2d_1, max_pooling2d_1)",
+        "ConvMaxPoolStep(conv2d_1, max_pooling2d_1)",
         "LayerStep(conv2d_2)",
         "LayerStep(flatten)",
         "LayerStep(dense)",
@@ -41,10 +41,10 @@ def test_lecture_mnist_plan_steps():
 
 
 def test_fusion_rules():
-    """Conv+pool fuses only for 1-4 input channels, linear or ReLU, non-overlapping unpadded
+    """Conv+pool fuses only for linear or ReLU convolutions under non-overlapping unpadded
     windows; pool-through-ReLU needs a ReLU producer and max (not average) pooling."""
     inputs = keras.Input((12, 12, 5))
-    a = layers.Conv2D(4, 3, activation="relu", name="wide")(inputs)  # 5 channels: no conv+pool
+    a = layers.Conv2D(4, 3, activation="relu", name="wide")(inputs)  # 5 channels: conv+pool too
     a = layers.MaxPooling2D(2, name="p1")(a)
     b = layers.Conv2D(4, 3, activation="sigmoid", padding="same", name="sigmoid")(a)
     b = layers.MaxPooling2D(2, name="p2")(b)  # sigmoid: no ReLU to fold
@@ -54,7 +54,7 @@ def test_fusion_rules():
     d = layers.MaxPooling2D(1, strides=1, padding="same", name="p4")(d)  # padded: no conv+pool
     model = keras.Model(inputs, d)
     assert model._execution_plan().describe() == [
-        "ActivationMaxPoolStep(wide, p1)",
+        "ConvMaxPoolStep(wide, p1)",
         "LayerStep(sigmoid)",
         "LayerStep(p2)",
         "LayerStep(relu)",

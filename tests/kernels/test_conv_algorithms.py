@@ -221,3 +221,69 @@ def test_set_winograd_is_a_deprecated_alias(algorithm_setting):
     with pytest.warns(DeprecationWarning):
         fastconv.set_winograd(False)
     assert fastconv.get_conv_algorithm() == "direct" and not fastconv.winograd_enabled()
+
+
+# (batch, h, w, in_channels, filters, kernel, keyword arguments) under 2x2 pooling: odd conv
+# outputs (a row and a column the pooling drops, never computed), 'same' padding, filters off
+# the vector width, the lecture's A.conv2 and B.conv2's channels.
+POOLED_SHAPES = [
+    (2, 13, 13, 32, 64, 3, dict()),
+    (3, 12, 11, 8, 9, 3, dict()),
+    (2, 9, 10, 6, 33, 3, dict(padding="same")),
+    (1, 20, 20, 32, 64, 3, dict()),
+]
+
+
+@pytest.mark.parametrize("shape", POOLED_SHAPES, ids=[f"s{i}" for i in range(len(POOLED_SHAPES))])
+@pytest.mark.parametrize("setting", ["winograd", "auto", "direct"])
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_conv_max_pool_for_inference_matches_the_reference(
+    isa, algorithm_setting, shape, setting, activation
+):
+    """Inference's conv + 2x2 max pooling without the conv output: Winograd pools its output
+    tiles where it is the setting's algorithm (forced, or auto's choice once measured); the other
+    settings take the two passes. Each time against the float64 convolution and pooling."""
+    x, kernel, bias, kw = _data(shape)
+    expected = ref.max_pool2d(ref.conv2d(x, kernel, bias, activation=activation, **_ref_kw(kw)), 2)
+    fastconv.set_conv_algorithm(setting)
+    _core.clear_conv_algorithm_choices()
+    for call in range(2):  # auto measures on the first call and may pool on the second
+        _core.last_conv_algorithms(clear=True)
+        y, pooled = ops.conv2d_max_pool(
+            x, kernel, bias, activation=activation, keep_conv_output=False, **kw
+        )
+        assert y is None
+        err = ref.rel_err(pooled, expected)
+        assert err <= TOL, f"{setting}, call {call}: error {err:.3g}"
+        hows = [r[3] for r in _ran("forward")]
+        auto_winograd = (
+            setting == "auto"
+            and call == 1
+            and "winograd" in {c[2] for c in fastconv.conv_algorithm_choices()}
+        )
+        pooled_by_winograd = setting == "winograd" or auto_winograd
+        assert ("pooled in its output transform" in hows) == pooled_by_winograd, (setting, hows)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_conv_max_pool_non_finite_values_as_the_two_direct_passes(isa, algorithm_setting, value):
+    """A non-finite value met by the pooled Winograd path sends the call to the two passes, so
+    the pooled result holds infinities and NaNs where the direct path's does."""
+    x, kernel, bias, _ = _data((2, 12, 12, 8, 16, 3, dict()))
+    x[1, 3, 4, 2] = value
+    results = {}
+    for setting in ("winograd", "direct"):
+        fastconv.set_conv_algorithm(setting)
+        _core.last_conv_algorithms(clear=True)
+        _, results[setting] = ops.conv2d_max_pool(
+            x, kernel, bias, activation="relu", keep_conv_output=False
+        )
+        hows = [r[3] for r in _ran("forward")]
+        assert "pooled in its output transform" not in hows
+        if setting == "winograd":
+            assert "non-finite result: redone in two passes" in hows, hows
+    got, direct = results["winograd"], results["direct"]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(direct))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(direct))
+    finite = np.isfinite(direct)
+    np.testing.assert_allclose(got[finite], direct[finite], rtol=1e-4, atol=1e-4)

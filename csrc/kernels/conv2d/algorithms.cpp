@@ -179,6 +179,14 @@ std::string shape_text(const Conv2dShape& s) {
 
 using Key = std::tuple<int, std::string, int, std::string, bool>;  // pass, shape, threads, isa,
                                                                    // Winograd excluded
+// Keyed without the batch size: a model's smaller last batch (or predict's batches) takes the
+// same algorithm as its full batches, so a sample's result does not depend on its batch.
+Key choice_key(ConvPass pass, const std::string& shape, int threads, const KernelTable& kt,
+               bool winograd_excluded) {
+  return {static_cast<int>(pass), shape.substr(shape.find('x') + 1), threads, kt.isa,
+          winograd_excluded};
+}
+
 struct State {
   std::mutex mutex;
   std::map<Key, ConvChoice> choices;
@@ -325,11 +333,8 @@ void run_with(int index, ConvPass pass, const KernelTable& kt, const Conv2dShape
     how = forcing ? "only one takes it (forced one cannot)" : "only one takes it";
   }
   if (!chosen) {
-    // Keyed without the batch size: a model's smaller last batch (or predict's batches) takes
-    // the same algorithm as its full batches, so a sample's result does not depend on its batch.
     const int threads = num_threads();  // read once: the key and the stored choice agree
-    const Key key{static_cast<int>(pass), shape.substr(shape.find('x') + 1), threads, kt.isa,
-                  excluded};
+    const Key key = choice_key(pass, shape, threads, kt, excluded);
     State& st = state();
     {
       std::lock_guard<std::mutex> lock(st.mutex);
@@ -368,6 +373,31 @@ void run_with(int index, ConvPass pass, const KernelTable& kt, const Conv2dShape
 
 void run_conv_pass(ConvPass pass, const Conv2dShape& s, const ConvOperands& ops) {
   run_with(setting().load(), pass, active_kernels(), s, ops);
+}
+
+bool run_conv_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const ConvOperands& ops,
+                               float* pooled) {
+  const KernelTable& kt = active_kernels();
+  const bool pool2x2 = p.pool_h == 2 && p.pool_w == 2 && p.stride_h == 2 && p.stride_w == 2 &&
+                       p.pad_top == 0 && p.pad_left == 0;
+  if (!pool2x2 || !winograd_cannot_take(kt, s).empty()) return false;
+  const std::string& wanted = settings()[setting().load()];
+  const std::string shape = shape_text(s);
+  bool winograd = wanted == "winograd";
+  if (wanted == "auto") {
+    const Key key = choice_key(ConvPass::kForward, shape, num_threads(), kt, false);
+    State& st = state();
+    std::lock_guard<std::mutex> lock(st.mutex);
+    const auto it = st.choices.find(key);
+    winograd = it != st.choices.end() && it->second.algorithm == "winograd";
+  }
+  if (!winograd) return false;
+  if (!winograd_conv2d_forward_max_pool(kt, s, p, ops.x, ops.kernel, ops.bias, pooled, ops.relu)) {
+    record(ConvPass::kForward, shape, "winograd", "non-finite result: redone in two passes");
+    return false;
+  }
+  record(ConvPass::kForward, shape, "winograd", "pooled in its output transform");
+  return true;
 }
 
 std::vector<ConvChoice> conv_algorithm_choices() {

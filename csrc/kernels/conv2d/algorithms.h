@@ -12,6 +12,7 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/kernel_table.h"
+#include "kernels/pool2d.h"
 
 namespace fastconv {
 
@@ -32,6 +33,13 @@ struct ConvOperands {
 // Runs the pass with the algorithm the setting picks (the entry points of forward.cpp,
 // backward_input.cpp and backward_weight.cpp call this).
 void run_conv_pass(ConvPass pass, const Conv2dShape& s, const ConvOperands& ops);
+
+// The forward pass followed by a max pooling whose output alone is wanted (inference): where
+// the pooling is 2x2 with stride 2 and Winograd is the algorithm the setting would run (forced,
+// or auto's choice for this shape, once measured), Winograd pools in its output transform and
+// this returns true; otherwise false, and the caller runs the two passes.
+bool run_conv_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const ConvOperands& ops,
+                               float* pooled);
 
 const char* conv_pass_name(ConvPass pass);
 // The algorithms of a pass, in list order.

@@ -7,6 +7,7 @@
 #include "core/parallel.h"
 #include "core/parallel_region.h"
 #include "kernels/conv2d.h"
+#include "kernels/conv2d/algorithms.h"
 #include "kernels/conv2d/few_channel.h"
 #include "kernels/conv2d/weight_sums.h"
 #include "kernels/pool2d.h"
@@ -53,11 +54,14 @@ void conv2d_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const f
                              bool relu) {
   using namespace conv2d_detail;
   const KernelTable& kt = active_kernels();
-  if (s.in_c > kSmallDepthChannels) {  // no fused path: the two passes
-    std::vector<float> own;
+  if (s.in_c > kSmallDepthChannels) {  // Winograd pooling its output tiles, or the two passes
     if (!y) {
-      own.resize(static_cast<size_t>(s.batch * s.out_h * s.out_w * s.out_c));
-      y = own.data();
+      ConvOperands ops;
+      ops.x = x, ops.kernel = kernel, ops.bias = bias, ops.relu = relu;
+      if (run_conv_forward_max_pool(s, p, ops, pooled)) return;
+      // A slot of its own: the conv's algorithms use the calling thread's other slots.
+      y = thread_scratch(Scratch::kConvOutput,
+                         static_cast<size_t>(s.batch * s.out_h * s.out_w * s.out_c));
     }
     conv2d_forward(s, x, kernel, bias, y, relu);
     max_pool2d_forward(p, y, pooled);

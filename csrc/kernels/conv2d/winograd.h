@@ -7,6 +7,7 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/kernel_table.h"
+#include "kernels/pool2d.h"
 
 namespace fastconv {
 
@@ -18,6 +19,12 @@ namespace fastconv {
 // way after a ReLU: the caller redoes the call with a direct algorithm.
 bool winograd_conv2d_forward(const KernelTable& kt, const Conv2dShape& s, const float* x,
                              const float* kernel, const float* bias, float* y, bool relu);
+// The forward pass and a 2x2, stride-2 'valid' max pooling in one (p: that pooling of s's
+// output), the conv output never written: each 2x2 output tile is one pooling window, and the
+// tiles that the pooling drops (an odd last row or column) are never computed.
+bool winograd_conv2d_forward_max_pool(const KernelTable& kt, const Conv2dShape& s,
+                                      const Pool2dShape& p, const float* x, const float* kernel,
+                                      const float* bias, float* pooled, bool relu);
 bool winograd_conv2d_backward_input(const KernelTable& kt, const Conv2dShape& s, const float* dy,
                                     const float* kernel, float* dx);
 bool winograd_conv2d_backward_weight(const KernelTable& kt, const Conv2dShape& s, const float* x,

@@ -6,11 +6,13 @@ never see their neighbours: every fusion is decided here.
 
 Fusions of layers (off with ``fuse=False``, where each layer runs alone):
 
-* ``ConvMaxPoolStep``: a linear or ReLU convolution of an image (1-4 channels) under
-  non-overlapping unpadded max pooling runs forward in one pass (each band of conv rows pooled in
-  cache; inference keeps no conv output). Backward, when nothing before it needs an input
-  gradient (the first layer), the weight gradient comes straight from the pooling's gradient;
-  otherwise the pooling routes its gradient through the ReLU mask in the same pass.
+* ``ConvMaxPoolStep``: a linear or ReLU convolution under non-overlapping unpadded max pooling
+  runs forward in one call: on an image (1-4 channels) each band of conv rows is pooled in cache;
+  in inference, where the convolution runs Winograd under a 2x2 pooling, each output tile is
+  pooled in the output transform; inference keeps no conv output. Backward, when the layer reads
+  an image and nothing before it needs an input gradient (the first layer), the weight gradient
+  comes straight from the pooling's gradient; otherwise the pooling routes its gradient through
+  the ReLU mask in the same pass.
 * ``ActivationMaxPoolStep``: a ReLU-activated layer followed by max pooling; the pooling's
   backward applies the ReLU mask (one pass over the large activation instead of two).
 And always: ``LossStep`` differentiates a softmax or sigmoid output with its matching
@@ -88,7 +90,7 @@ class _PoolingStep:
 
 
 class ConvMaxPoolStep(_PoolingStep):
-    """An image's convolution (1-4 channels, linear or ReLU) and its max pooling in one pass."""
+    """A convolution (linear or ReLU) and its non-overlapping max pooling in one call."""
 
     _TAPE_ATTRIBUTES = ("_x", "_conv_y")
 
@@ -103,7 +105,6 @@ class ConvMaxPoolStep(_PoolingStep):
             isinstance(conv, Conv2D)
             and isinstance(pool, MaxPooling2D)
             and conv.activation in ("linear", "relu")
-            and conv.kernel.shape[2] <= 4
             and tuple(pool.strides) == tuple(pool.pool_size)
             and pool.padding == "valid"
         )
@@ -126,9 +127,9 @@ class ConvMaxPoolStep(_PoolingStep):
         conv, pool = self.conv, self.pool
         require_tape(self._conv_y, conv)
         relu = conv.activation == "relu"
-        if relu and not need_dx:
-            # The first layer: its weight gradient straight from the pooling's, so the largest
-            # gradient of the step (the conv output's) is never made.
+        if relu and not need_dx and conv.kernel.shape[2] <= 4:
+            # The first layer on an image: its weight gradient straight from the pooling's, so
+            # the largest gradient of the step (the conv output's) is never made.
             dk, db = ops.conv2d_relu_max_pool_weight_grad(
                 self._x,
                 conv.kernel,

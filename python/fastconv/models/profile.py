@@ -208,7 +208,10 @@ _PASS_LABELS = {"forward": "fwd", "input_gradient": "dx", "weight_gradient": "dw
 def _algorithms(step: Any, runs: list) -> str:
     """The convolution algorithms the step's pass ran, e.g. "dx:col2im dw:rowgemm"."""
     if runs:
-        seen = dict.fromkeys(f"{_PASS_LABELS.get(r[0], r[0])}:{r[2]}" for r in runs)
+        seen = dict.fromkeys(
+            f"{_PASS_LABELS.get(r[0], r[0])}:{r[2]}" + ("+pool" if "pooled" in r[3] else "")
+            for r in runs
+        )
         return " ".join(seen)
     if any(isinstance(layer, Conv2D) for layer in step.layers):
         return "fused first layer"  # conv+pool passes have one algorithm each

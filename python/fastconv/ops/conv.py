@@ -120,8 +120,10 @@ def conv2d_max_pool(
 
     The pooling windows tile y (strides = pool_size, 'valid'). Each band of y's rows under a row
     of windows is pooled while in cache, instead of y being read again from memory: for layers
-    with few input channels (an image's 1 to 4), whose output is the largest of a model; others
-    take the two passes. With ``keep_conv_output=False`` (inference) y is not kept: None.
+    with few input channels (an image's 1 to 4), whose output is the largest of a model. With
+    ``keep_conv_output=False`` (inference) y is not kept (None), and where the convolution runs
+    Winograd (see ``fastconv.set_conv_algorithm``) under a 2x2 pooling, each 2x2 output tile is
+    pooled in the output transform, so y is never made. Other layers take the two passes.
     """
     plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
     relu_fused = _activation(activation)

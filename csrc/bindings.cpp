@@ -30,6 +30,7 @@ namespace {
 
 using Array = py::array_t<float, py::array::c_style>;
 using LabelArray = py::array_t<int64_t, py::array::c_style>;
+using ArgmaxArray = py::array_t<uint8_t, py::array::c_style>;
 using Pair = std::pair<int64_t, int64_t>;
 
 void require(bool ok, const std::string& message) {
@@ -123,6 +124,19 @@ bool tiles(const Pool2dShape& p) {
          p.out_w <= p.in_w / p.pool_w;
 }
 
+// The pooling's argmax tape (one byte per pooled value: the window's cell, so at most 254 cells).
+uint8_t* writable_argmax(std::optional<ArgmaxArray>& argmax, const Array& pooled) {
+  if (!argmax) return nullptr;
+  require(argmax->ndim() == 4 && argmax->size() == pooled.size(),
+          "argmax must have the shape of the pooled output");
+  require(argmax->writeable(), "argmax must be writable");
+  return argmax->mutable_data();
+}
+
+void require_argmax_pool(const Pool2dShape& p) {
+  require(p.pool_h * p.pool_w <= 254, "an argmax tape takes windows of at most 254 cells");
+}
+
 // The optional bias gradient of a layer with `filters` outputs: null when absent.
 float* writable_bias(std::optional<Array>& dbias, int64_t filters) {
   if (!dbias) return nullptr;
@@ -147,6 +161,36 @@ Conv2dShape conv_shape(const Array& x, const Array& kernel, const Array& y, Pair
 }
 
 // The pooling of x into y; the callers check it (check_pool), the fused ones after the tiling.
+// The convolution of x by a kernel-shaped array (the kernel or its gradient) to out_hw.
+Conv2dShape conv_shape_to(const Array& x, const Array& kernel, const char* kernel_name, Pair out_hw,
+                          Pair strides, Pair dilation, Pair pads) {
+  require_rank(x, "x", 4);
+  require_rank(kernel, kernel_name, 4);
+  require(kernel.shape(2) == x.shape(3),
+          std::string(kernel_name) + " in_channels must match x channels");
+  const Conv2dShape s{x.shape(0),      x.shape(1),    x.shape(2),      x.shape(3),
+                      out_hw.first,    out_hw.second, kernel.shape(3), kernel.shape(0),
+                      kernel.shape(1), strides.first, strides.second,  dilation.first,
+                      dilation.second, pads.first,    pads.second};
+  check_conv(s);
+  return s;
+}
+
+// The max pooling (stride = pool, no padding) of s's output whose result (or its gradient) is
+// `pooled`, checked to tile that output.
+Pool2dShape tiling_pool_of(const Conv2dShape& s, const Array& pooled, const char* name, Pair pool) {
+  const Pool2dShape p{s.batch,         s.out_h,         s.out_w,    s.out_c,
+                      pooled.shape(1), pooled.shape(2), pool.first, pool.second,
+                      pool.first,      pool.second,     0,          0};
+  require(pooled.shape(0) == s.batch && pooled.shape(3) == s.out_c && tiles(p) &&
+              p.out_h == s.out_h / p.pool_h && p.out_w == s.out_w / p.pool_w,
+          std::string(name) +
+              " must be the non-overlapping, unpadded max pooling of the conv "
+              "output");
+  check_pool(p);
+  return p;
+}
+
 Pool2dShape pool_shape(const Array& x, const Array& y, Pair pool, Pair strides, Pair pads) {
   require_rank(x, "x", 4);
   require_rank(y, "y", 4);
@@ -251,38 +295,30 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "conv2d_forward_max_pool",
       [](const Array& x, const Array& kernel, std::optional<Array> bias, std::optional<Array> y,
-         Array& pooled, Pair out_hw, Pair strides, Pair dilation, Pair pads, Pair pool, bool relu) {
-        require_rank(x, "x", 4);
-        require_rank(kernel, "kernel", 4);
+         Array& pooled, Pair out_hw, Pair strides, Pair dilation, Pair pads, Pair pool, bool relu,
+         std::optional<ArgmaxArray> argmax) {
         require_rank(pooled, "pooled", 4);
-        require(kernel.shape(2) == x.shape(3), "kernel in_channels must match x channels");
-        const Conv2dShape s{x.shape(0),      x.shape(1),    x.shape(2),      x.shape(3),
-                            out_hw.first,    out_hw.second, kernel.shape(3), kernel.shape(0),
-                            kernel.shape(1), strides.first, strides.second,  dilation.first,
-                            dilation.second, pads.first,    pads.second};
-        check_conv(s);
+        const Conv2dShape s = conv_shape_to(x, kernel, "kernel", out_hw, strides, dilation, pads);
         if (y)
           require(y->ndim() == 4 && y->shape(0) == s.batch && y->shape(1) == s.out_h &&
                       y->shape(2) == s.out_w && y->shape(3) == s.out_c,
                   "y must be (batch, out_h, out_w, filters)");
         if (bias)
           require(bias->ndim() == 1 && bias->shape(0) == s.out_c, "bias must be (filters,)");
-        const Pool2dShape p{s.batch,         s.out_h,         s.out_w,    s.out_c,
-                            pooled.shape(1), pooled.shape(2), pool.first, pool.second,
-                            pool.first,      pool.second,     0,          0};
-        require(pooled.shape(0) == s.batch && pooled.shape(3) == s.out_c && tiles(p) &&
-                    p.out_h == s.out_h / p.pool_h && p.out_w == s.out_w / p.pool_w,
-                "pooled must be the non-overlapping, unpadded max pooling of the conv output");
-        check_pool(p);
+        const Pool2dShape p = tiling_pool_of(s, pooled, "pooled", pool);
+        if (argmax) require_argmax_pool(p);
         float* conv_out = y ? writable(*y, "y") : nullptr;
         float* out = writable(pooled, "pooled");
+        uint8_t* cells = writable_argmax(argmax, pooled);
         const float* b = bias ? bias->data() : nullptr;
         py::gil_scoped_release release;
-        fastconv::conv2d_forward_max_pool(s, p, x.data(), kernel.data(), b, conv_out, out, relu);
+        fastconv::conv2d_forward_max_pool(s, p, x.data(), kernel.data(), b, conv_out, out, relu,
+                                          cells);
       },
       py::arg("x").noconvert(), py::arg("kernel").noconvert(), py::arg("bias").noconvert(),
       py::arg("y").noconvert(), py::arg("pooled").noconvert(), py::arg("out_hw"),
-      py::arg("strides"), py::arg("dilation"), py::arg("pads"), py::arg("pool"), py::arg("relu"));
+      py::arg("strides"), py::arg("dilation"), py::arg("pads"), py::arg("pool"), py::arg("relu"),
+      py::arg("argmax").noconvert() = py::none());
 
   m.def(
       "conv2d_backward_input",
@@ -319,12 +355,33 @@ PYBIND11_MODULE(_core, m) {
         float* dk = writable(dkernel, "dkernel");
         float* db = writable_bias(dbias, s.out_c);
         py::gil_scoped_release release;
-        fastconv::conv2d_backward_weight_through_max_pool(s, p, x.data(), y.data(), pool_dy.data(),
-                                                          dk, db);
+        fastconv::conv2d_backward_weight_through_max_pool(s, p, x.data(), y.data(), nullptr,
+                                                          pool_dy.data(), dk, db);
       },
       py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("pool_dy").noconvert(),
       py::arg("dkernel").noconvert(), py::arg("dbias").noconvert(), py::arg("strides"),
       py::arg("dilation"), py::arg("pads"), py::arg("pool"));
+
+  m.def(
+      "conv2d_backward_weight_through_max_pool_argmax",
+      [](const Array& x, const ArgmaxArray& argmax, const Array& pool_dy, Array& dkernel,
+         std::optional<Array> dbias, Pair out_hw, Pair strides, Pair dilation, Pair pads,
+         Pair pool) {
+        require_rank(pool_dy, "pool_dy", 4);
+        const Conv2dShape s = conv_shape_to(x, dkernel, "dkernel", out_hw, strides, dilation, pads);
+        const Pool2dShape p = tiling_pool_of(s, pool_dy, "pool_dy", pool);
+        require_argmax_pool(p);
+        require(argmax.ndim() == 4 && argmax.size() == pool_dy.size(),
+                "argmax must have the shape of pool_dy");
+        float* dk = writable(dkernel, "dkernel");
+        float* db = writable_bias(dbias, s.out_c);
+        py::gil_scoped_release release;
+        fastconv::conv2d_backward_weight_through_max_pool(s, p, x.data(), nullptr, argmax.data(),
+                                                          pool_dy.data(), dk, db);
+      },
+      py::arg("x").noconvert(), py::arg("argmax").noconvert(), py::arg("pool_dy").noconvert(),
+      py::arg("dkernel").noconvert(), py::arg("dbias").noconvert(), py::arg("out_hw"),
+      py::arg("strides"), py::arg("dilation"), py::arg("pads"), py::arg("pool"));
 
   auto bind_pool_forward = [&m](const char* name,
                                 void (*fn)(const Pool2dShape&, const float*, float*)) {
@@ -340,7 +397,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("pool"), py::arg("strides"),
         py::arg("pads"));
   };
-  bind_pool_forward("max_pool2d_forward", &fastconv::max_pool2d_forward);
+  bind_pool_forward("max_pool2d_forward", [](const Pool2dShape& s, const float* x, float* y) {
+    fastconv::max_pool2d_forward(s, x, y);
+  });
   bind_pool_forward("avg_pool2d_forward", &fastconv::avg_pool2d_forward);
 
   m.def(
@@ -352,10 +411,25 @@ PYBIND11_MODULE(_core, m) {
         require(dx.ndim() == 4 && dx.size() == x.size(), "dx must have the shape of x");
         float* out = writable(dx, "dx");
         py::gil_scoped_release release;
-        fastconv::max_pool2d_backward(s, x.data(), dy.data(), out, through_relu);
+        fastconv::max_pool2d_backward(s, x.data(), nullptr, dy.data(), out, through_relu);
       },
       py::arg("x").noconvert(), py::arg("dy").noconvert(), py::arg("dx").noconvert(),
       py::arg("pool"), py::arg("strides"), py::arg("pads"), py::arg("through_relu") = false);
+
+  m.def(
+      "max_pool2d_backward_argmax",
+      [](const ArgmaxArray& argmax, const Array& dy, Array& dx, Pair pool) {
+        const Pool2dShape s = pool_shape(dx, dy, pool, pool, {0, 0});
+        require(tiles(s), "the pooling must not overlap and have no padding (strides = pool)");
+        check_pool(s);
+        require_argmax_pool(s);
+        require(argmax.ndim() == 4 && argmax.size() == dy.size(), "argmax must have dy's shape");
+        float* out = writable(dx, "dx");
+        py::gil_scoped_release release;
+        fastconv::max_pool2d_backward(s, nullptr, argmax.data(), dy.data(), out, false);
+      },
+      py::arg("argmax").noconvert(), py::arg("dy").noconvert(), py::arg("dx").noconvert(),
+      py::arg("pool"));
 
   m.def(
       "avg_pool2d_backward",

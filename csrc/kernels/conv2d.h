@@ -25,16 +25,19 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
                             float* dbias);
 // The forward pass followed by a max pooling p that tiles its output (stride = pool size, no
 // padding): each band of conv rows under a row of windows is pooled while in cache. y (the conv
-// output, may be null when not needed) and pooled are written.
+// output, may be null when not needed) and pooled are written; argmax (may be null) gets each
+// pooled value's first maximal cell, the tape the gradient needs instead of y (see
+// max_pool2d_forward; with relu, windows whose maximum is not > 0 pass nothing).
 void conv2d_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const float* x,
                              const float* kernel, const float* bias, float* y, float* pooled,
-                             bool relu);
+                             bool relu, uint8_t* argmax = nullptr);
 // The weight gradient of a ReLU convolution whose output y feeds a max pooling p that tiles it
 // (stride = pool size, no padding), from the pooling's output gradient: the convolution's own
 // output gradient is made a band of rows at a time, in cache, and never written out. For the
-// first layer of a model (no input gradient), whose outputs are the largest.
+// first layer of a model (no input gradient), whose outputs are the largest. The pooling's
+// cells come from y or, where y is null, from the forward pass's argmax.
 void conv2d_backward_weight_through_max_pool(const Conv2dShape& s, const Pool2dShape& p,
-                                             const float* x, const float* y, const float* pool_dy,
-                                             float* dkernel, float* dbias);
+                                             const float* x, const float* y, const uint8_t* argmax,
+                                             const float* pool_dy, float* dkernel, float* dbias);
 
 }  // namespace fastconv

@@ -63,9 +63,18 @@ struct KernelTable {
   void (*store_fence)();
   // Max pooling over a run of `count` windows of cells_h x cells_w cells (window k's cells:
   // rows[i] + offset + k * step + j * C), per channel, NaN winning, to out + k * C; windows of
-  // no cells give 0.
+  // no cells give 0. With argmax (windows of at most 254 cells): argmax[k * C + c] = the
+  // row-major index of the first maximal cell, or 255 where positive_only and the maximum is
+  // not > 0 (no gradient passes a ReLU there).
   void (*max_pool_forward_run)(int64_t C, const float* const* rows, int cells_h, int cells_w,
-                               int64_t offset, int64_t step, int64_t count, float* out);
+                               int64_t offset, int64_t step, int64_t count, float* out,
+                               uint8_t* argmax, bool positive_only);
+  // The gradient of such a run of non-overlapping windows from its argmax: window k's cell j
+  // (dx_rows[i] + offset + k * step + j * C) gets dy[k * C + c] where argmax[k * C + c] is its
+  // index, else 0.
+  void (*max_pool_backward_argmax_run)(int64_t C, const uint8_t* argmax, const float* dy,
+                                       float* const* dx_rows, int cells_h, int cells_w,
+                                       int64_t offset, int64_t step, int64_t count);
   // The gradient of such a run: window k's dx cells (dx_rows[i] + offset + k * step + j * C)
   // get dy[k * C + c] where the x cell is the first (row-major) maximal cell of the window, else
   // 0 (added to dx when accumulate: windows that overlap). positive_only also drops windows

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "core/dispatch.h"
@@ -86,11 +87,24 @@ int cells_high(const Pool2dShape& s, int64_t oy) {
 }  // namespace
 
 void max_pool_forward_row(const KernelTable& kt, const Pool2dShape& s, int64_t oy,
-                          const float* const* rows, float* out_row) {
+                          const float* const* rows, float* out_row, uint8_t* argmax_row,
+                          bool positive_only) {
   const int64_t C = s.channels;
   const int cells_h = cells_high(s, oy);
   for_each_run(s, [&](int cells_w, int64_t offset, int64_t step, int64_t count, int64_t ox) {
-    kt.max_pool_forward_run(C, rows, cells_h, cells_w, offset, step, count, out_row + ox * C);
+    kt.max_pool_forward_run(C, rows, cells_h, cells_w, offset, step, count, out_row + ox * C,
+                            argmax_row ? argmax_row + ox * C : nullptr, positive_only);
+  });
+}
+
+void max_pool_backward_argmax_row(const KernelTable& kt, const Pool2dShape& s, int64_t oy,
+                                  const uint8_t* argmax_row, const float* dy_row,
+                                  float* const* dx_rows) {
+  const int64_t C = s.channels;
+  const int cells_h = cells_high(s, oy);
+  for_each_run(s, [&](int cells_w, int64_t offset, int64_t step, int64_t count, int64_t ox) {
+    kt.max_pool_backward_argmax_run(C, argmax_row + ox * C, dy_row + ox * C, dx_rows, cells_h,
+                                    cells_w, offset, step, count);
   });
 }
 
@@ -121,22 +135,27 @@ T** window_rows(const Pool2dShape& s, T* image_data, int64_t n, int64_t oy) {
 
 }  // namespace
 
-void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y) {
+void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, uint8_t* argmax,
+                        bool positive_only) {
   const KernelTable& kt = active_kernels();
   for_each_output_row(s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * s.channels,
                       [&](int64_t n, int64_t oy) {
-                        max_pool_forward_row(kt, s, oy, window_rows(s, x, n, oy),
-                                             y + (n * s.out_h + oy) * s.out_w * s.channels);
+                        const int64_t at = (n * s.out_h + oy) * s.out_w * s.channels;
+                        max_pool_forward_row(kt, s, oy, window_rows(s, x, n, oy), y + at,
+                                             argmax ? argmax + at : nullptr, positive_only);
                       });
 }
 
-void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, float* dx,
-                         bool through_relu) {
+void max_pool2d_backward(const Pool2dShape& s, const float* x, const uint8_t* argmax,
+                         const float* dy, float* dx, bool through_relu) {
   const KernelTable& kt = active_kernels();
   const int64_t C = s.channels;
   // Windows that do not overlap write each cell they cover once (g or 0): dx needs clearing
   // only where no window reaches, and no window reads what another wrote.
   const bool overlapping = s.stride_h < s.pool_h || s.stride_w < s.pool_w;
+  if (argmax && overlapping)
+    throw std::invalid_argument(
+        "max pooling's gradient from argmax needs windows that do not overlap");
   const bool tiles_exactly = !overlapping && s.stride_h == s.pool_h && s.stride_w == s.pool_w &&
                              s.pad_top == 0 && s.pad_left == 0 && s.out_h * s.pool_h <= s.in_h &&
                              s.out_w * s.pool_w <= s.in_w;
@@ -144,8 +163,12 @@ void max_pool2d_backward(const Pool2dShape& s, const float* x, const float* dy, 
   const int64_t covered_w = s.out_w * s.pool_w;
   for_each_output_row(
       s, kNanosPerCell * s.out_w * s.pool_h * s.pool_w * C, [&](int64_t n, int64_t oy) {
-        max_pool_backward_row(kt, s, oy, window_rows(s, x, n, oy), window_rows(s, dx, n, oy),
-                              dy + (n * s.out_h + oy) * s.out_w * C, overlapping, through_relu);
+        const int64_t at = (n * s.out_h + oy) * s.out_w * C;
+        if (argmax)
+          max_pool_backward_argmax_row(kt, s, oy, argmax + at, dy + at, window_rows(s, dx, n, oy));
+        else
+          max_pool_backward_row(kt, s, oy, window_rows(s, x, n, oy), window_rows(s, dx, n, oy),
+                                dy + at, overlapping, through_relu);
         if (!tiles_exactly) return;
         // Exact tiling leaves only the right columns and bottom rows that no window reaches.
         for (int64_t iy = oy * s.pool_h; iy < (oy + 1) * s.pool_h; ++iy)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import fastconv
 import numpy as np
 import pytest
 import reference as ref
@@ -158,3 +159,77 @@ def test_conv2d_relu_max_pool_weight_grad_rejects_bad_shapes(rng):
         ops.conv2d_relu_max_pool_weight_grad(
             x, kernel, np.zeros((2, 9, 8, 8), np.float32), np.zeros((2, 4, 4, 8), np.float32)
         )
+
+
+@pytest.fixture
+def conv_setting():
+    previous = fastconv.get_conv_algorithm()
+    yield
+    fastconv.set_conv_algorithm(previous)
+
+
+@pytest.mark.parametrize("c", FIRST_LAYER_POOL_CASES, ids=FIRST_LAYER_IDS)
+@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize("setting", ["auto", "winograd"])
+def test_argmax_tape_gives_the_gradients_of_the_conv_output(
+    isa, rng, conv_setting, c, activation, setting
+):
+    """The argmax tape of conv2d_max_pool (the pooled Winograd path where forced or chosen)
+    against the float64 chain it stands for: the pooled values, each recorded cell holding its
+    window's maximum (255 exactly where a ReLU passes nothing), the pooling's gradient from the
+    tape equal to the one from the conv output, and the weight gradient through the pooling."""
+    fastconv.set_conv_algorithm(setting)
+    x, kernel, bias, rkw = c.data(rng)
+    conv_kw = dict(c.conv_kw, activation=activation)
+    y_ref = ref.conv2d(x, kernel, bias, activation=activation, **rkw)
+    argmax, pooled = ops.conv2d_max_pool(
+        x, kernel, bias, pool_size=c.pool, return_argmax=True, **conv_kw
+    )
+    check(pooled, ref.max_pool2d(y_ref, c.pool), what="pooled")
+    assert argmax.dtype == np.uint8 and argmax.shape == pooled.shape
+    ph, pw = (c.pool, c.pool) if isinstance(c.pool, int) else c.pool
+    none = argmax == 255
+    if activation == "relu":
+        np.testing.assert_array_equal(none, ~(pooled > 0))
+    else:
+        assert not none.any()
+    # The recorded cell of each window holds the window's maximum (of fastconv's own y).
+    y = f32(ops.conv2d(x, kernel, bias, activation=activation, **c.conv_kw))
+    n, oh, ow, k = pooled.shape
+    windows = y[:, : oh * ph, : ow * pw].reshape(n, oh, ph, ow, pw, k).transpose(0, 1, 3, 5, 2, 4)
+    windows = windows.reshape(n, oh, ow, k, ph * pw)
+    cell = np.where(none, 0, argmax).astype(np.int64)
+    picked = np.take_along_axis(windows, cell[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(picked[~none], windows.max(-1)[~none], rtol=1e-5, atol=1e-5)
+    first = np.argmax(windows == windows.max(-1, keepdims=True), axis=-1)
+    np.testing.assert_array_equal(argmax[~none], first[~none])
+    # Gradients from the tape: the pooling's, then the convolution's weights.
+    dy = rng.standard_normal(pooled.shape).astype(np.float32)
+    from_y = (ops.max_pool2d_relu_grad if activation == "relu" else ops.max_pool2d_grad)(
+        y, dy, c.pool
+    )
+    from_tape = ops.max_pool2d_grad_from_argmax(argmax, dy, y.shape, c.pool)
+    np.testing.assert_array_equal(from_tape, from_y)
+    _, dk_ref, db_ref = ref.conv2d_grad(x, kernel, from_y.astype(np.float64), **rkw)
+    dk, db = ops.conv2d_max_pool_weight_grad_from_argmax(
+        x, kernel, argmax, dy, pool_size=c.pool, **c.conv_kw
+    )
+    check(dk, dk_ref, what="dkernel")
+    check(db, db_ref, what="dbias")
+
+
+def test_argmax_tape_errors_name_the_argument(rng):
+    x = rng.standard_normal((2, 8, 8, 3)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    argmax, pooled = ops.conv2d_max_pool(x, kernel, return_argmax=True)
+    dy = np.ones_like(pooled)
+    with pytest.raises(TypeError, match="argmax must be the uint8"):
+        ops.max_pool2d_grad_from_argmax(argmax.astype(np.int32), dy, (2, 6, 6, 4))
+    with pytest.raises(ValueError, match="argmax must have shape"):
+        ops.max_pool2d_grad_from_argmax(argmax[:1], dy, (2, 6, 6, 4))
+    with pytest.raises(ValueError, match="dy must have shape"):
+        ops.max_pool2d_grad_from_argmax(argmax, dy, (2, 8, 8, 4))
+    with pytest.raises(ValueError, match="x_shape"):
+        ops.max_pool2d_grad_from_argmax(argmax, dy, (6, 6, 4))
+    with pytest.raises(ValueError, match="pool_dy must have shape"):
+        ops.conv2d_max_pool_weight_grad_from_argmax(x, kernel, argmax, dy[:, :2])

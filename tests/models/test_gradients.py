@@ -230,7 +230,7 @@ def test_first_layer_weight_gradient_through_pooling_is_the_unfused_one(
     model, unfused = _twin_models(build)
     x = rng.random((5, 15, 14, 3)).astype(np.float32) * 255
     targets = model._loss.prepare_targets(rng.integers(0, 3, 5), (5, 3))
-    calls = _count_calls(monkeypatch, "conv2d_relu_max_pool_weight_grad")
+    calls = _count_calls(monkeypatch, "conv2d_max_pool_weight_grad_from_argmax")
     got = _gradients(model, x, targets)
     assert len(calls) == 1  # the first conv only: the second needs its input gradient
     want = _gradients(unfused, x, targets)
@@ -242,9 +242,8 @@ def test_first_layer_weight_gradient_through_pooling_is_the_unfused_one(
 def test_first_conv_and_pooling_forward_in_one_pass_is_the_two_passes(
     rng, monkeypatch, eager_threads, activation, use_bias
 ):
-    """Model.forward runs an image's first conv and its max pooling as one op; predictions and
-    the gradients equal the layer-by-layer ones (a linear conv's backward goes through the
-    pooling layer's own)."""
+    """Model.forward runs each conv and its max pooling as one op; predictions and the gradients
+    equal the layer-by-layer ones (a linear conv's backward too, from its argmax tape)."""
 
     def build():
         _random.set_random_seed(4)
@@ -266,7 +265,7 @@ def test_first_conv_and_pooling_forward_in_one_pass_is_the_two_passes(
     targets = model._loss.prepare_targets(rng.integers(0, 2, 3), (3, 2))
     calls = _count_calls(monkeypatch, "conv2d_max_pool")
     fused = model.forward(x, training=True)
-    assert len(calls) == 1  # the first conv and its pooling in one op
+    assert len(calls) == 2  # each conv and its pooling in one op
     inference = model.predict_on_batch(x)
     with pytest.raises(RuntimeError, match="forward"):  # predict keeps no tape for backward
         model.backward(np.ones_like(inference), need_dx=False)

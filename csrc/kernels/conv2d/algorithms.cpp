@@ -376,7 +376,7 @@ void run_conv_pass(ConvPass pass, const Conv2dShape& s, const ConvOperands& ops)
 }
 
 bool run_conv_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const ConvOperands& ops,
-                               float* pooled) {
+                               float* pooled, uint8_t* argmax) {
   const KernelTable& kt = active_kernels();
   const bool pool2x2 = p.pool_h == 2 && p.pool_w == 2 && p.stride_h == 2 && p.stride_w == 2 &&
                        p.pad_top == 0 && p.pad_left == 0;
@@ -392,7 +392,8 @@ bool run_conv_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const
     winograd = it != st.choices.end() && it->second.algorithm == "winograd";
   }
   if (!winograd) return false;
-  if (!winograd_conv2d_forward_max_pool(kt, s, p, ops.x, ops.kernel, ops.bias, pooled, ops.relu)) {
+  if (!winograd_conv2d_forward_max_pool(kt, s, p, ops.x, ops.kernel, ops.bias, pooled, ops.relu,
+                                        argmax)) {
     record(ConvPass::kForward, shape, "winograd", "non-finite result: redone in two passes");
     return false;
   }

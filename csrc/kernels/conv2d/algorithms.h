@@ -39,7 +39,7 @@ void run_conv_pass(ConvPass pass, const Conv2dShape& s, const ConvOperands& ops)
 // or auto's choice for this shape, once measured), Winograd pools in its output transform and
 // this returns true; otherwise false, and the caller runs the two passes.
 bool run_conv_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const ConvOperands& ops,
-                               float* pooled);
+                               float* pooled, uint8_t* argmax);
 
 const char* conv_pass_name(ConvPass pass);
 // The algorithms of a pass, in list order.

@@ -15,8 +15,8 @@
 namespace fastconv {
 
 void conv2d_backward_weight_through_max_pool(const Conv2dShape& s, const Pool2dShape& p,
-                                             const float* x, const float* y, const float* pool_dy,
-                                             float* dkernel, float* dbias) {
+                                             const float* x, const float* y, const uint8_t* argmax,
+                                             const float* pool_dy, float* dkernel, float* dbias) {
   using namespace conv2d_detail;
   const KernelTable& kt = active_kernels();
   const int64_t C = s.out_c;
@@ -38,10 +38,16 @@ void conv2d_backward_weight_through_max_pool(const Conv2dShape& s, const Pool2dS
         static_share(bands, tid, nt, b0, b1);
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t n = b / p.out_h, oy = b % p.out_h;
-          for (int64_t iy = 0; iy < p.pool_h; ++iy)
-            y_rows[iy] = y + (n * s.out_h + oy * p.pool_h + iy) * s.out_w * C;
-          max_pool_backward_row(kt, p, oy, y_rows.data(), band_rows.data(),
-                                pool_dy + (n * p.out_h + oy) * p.out_w * C, false, true);
+          const int64_t pooled_at = (n * p.out_h + oy) * p.out_w * C;
+          if (argmax) {
+            max_pool_backward_argmax_row(kt, p, oy, argmax + pooled_at, pool_dy + pooled_at,
+                                         band_rows.data());
+          } else {
+            for (int64_t iy = 0; iy < p.pool_h; ++iy)
+              y_rows[iy] = y + (n * s.out_h + oy * p.pool_h + iy) * s.out_w * C;
+            max_pool_backward_row(kt, p, oy, y_rows.data(), band_rows.data(), pool_dy + pooled_at,
+                                  false, true);
+          }
           for (int64_t iy = 0; iy < p.pool_h; ++iy)
             sums.add_row(n, oy * p.pool_h + iy, 0, covered_w, band_rows[iy]);
         }
@@ -51,20 +57,20 @@ void conv2d_backward_weight_through_max_pool(const Conv2dShape& s, const Pool2dS
 
 void conv2d_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const float* x,
                              const float* kernel, const float* bias, float* y, float* pooled,
-                             bool relu) {
+                             bool relu, uint8_t* argmax) {
   using namespace conv2d_detail;
   const KernelTable& kt = active_kernels();
   if (s.in_c > kSmallDepthChannels) {  // Winograd pooling its output tiles, or the two passes
     if (!y) {
       ConvOperands ops;
       ops.x = x, ops.kernel = kernel, ops.bias = bias, ops.relu = relu;
-      if (run_conv_forward_max_pool(s, p, ops, pooled)) return;
+      if (run_conv_forward_max_pool(s, p, ops, pooled, argmax)) return;
       // A slot of its own: the conv's algorithms use the calling thread's other slots.
       y = thread_scratch(Scratch::kConvOutput,
                          static_cast<size_t>(s.batch * s.out_h * s.out_w * s.out_c));
     }
     conv2d_forward(s, x, kernel, bias, y, relu);
-    max_pool2d_forward(p, y, pooled);
+    max_pool2d_forward(p, y, pooled, argmax, relu);
     return;
   }
   const SmallDepthConv conv(kt, s, kernel, bias, relu);
@@ -93,7 +99,9 @@ void conv2d_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const f
         conv.row(patches, n, py * p.pool_h + iy, band + iy * row_floats, false);
         band_rows[iy] = band + iy * row_floats;
       }
-      max_pool_forward_row(kt, p, py, band_rows.data(), pooled + (n * p.out_h + py) * p.out_w * C);
+      const int64_t pooled_at = (n * p.out_h + py) * p.out_w * C;
+      max_pool_forward_row(kt, p, py, band_rows.data(), pooled + pooled_at,
+                           argmax ? argmax + pooled_at : nullptr, relu);
     }
   });
 }

@@ -110,12 +110,13 @@ int64_t tiles_per_block(int64_t C, int64_t K, int64_t budget, int mr) {
 // kernel[a, b, c, k] (+ bias, ReLU), for oy < out_h, ox < out_w; zero outside the image.
 // With pool2x2, out_h and out_w are even and y is the 2x2 max pooling of that result
 // (out_h / 2 x out_w / 2): each output tile is one pooling window, pooled while in L1, so the
-// conv output is never written. Returns false when a value of the conv output before bias and
-// ReLU is not finite (see winograd_output_tile).
+// conv output is never written; argmax (may be null) gets each window's first maximal cell. Returns
+// false when a value of the conv output before bias and ReLU is not finite (see
+// winograd_output_tile).
 bool winograd_conv3x3(const KernelTable& kt, int64_t batch, int64_t in_h, int64_t in_w, int64_t C,
                       const float* x, const float* kernel, int64_t K, int64_t pad_top,
                       int64_t pad_left, int64_t out_h, int64_t out_w, const float* bias, bool relu,
-                      float* y, bool pool2x2 = false) {
+                      float* y, bool pool2x2 = false, uint8_t* argmax = nullptr) {
   const int mr = kt.igemm_mr, nr = kt.igemm_nr;
   const int64_t panels = (K + nr - 1) / nr;
   const float* packed = transformed_kernel(kt, kernel, C, K);
@@ -156,7 +157,8 @@ bool winograd_conv3x3(const KernelTable& kt, int64_t batch, int64_t in_h, int64_
           for (int j = 0; j < 4; ++j) outs[j] = window + j * K;
           mine &= kt.winograd_output_tile(K, m + i * K, block * K, bias, relu, outs);
           const float* window_rows[2] = {window, window + 2 * K};
-          kt.max_pool_forward_run(K, window_rows, 2, 2, 0, 0, 1, y + (t0 + i) * K);
+          kt.max_pool_forward_run(K, window_rows, 2, 2, 0, 0, 1, y + (t0 + i) * K,
+                                  argmax ? argmax + (t0 + i) * K : nullptr, relu);
           continue;
         }
         grid.output_pixels(y, K, t0 + i, outs);
@@ -257,9 +259,10 @@ bool winograd_conv2d_forward(const KernelTable& kt, const Conv2dShape& s, const 
 
 bool winograd_conv2d_forward_max_pool(const KernelTable& kt, const Conv2dShape& s,
                                       const Pool2dShape& p, const float* x, const float* kernel,
-                                      const float* bias, float* pooled, bool relu) {
+                                      const float* bias, float* pooled, bool relu,
+                                      uint8_t* argmax) {
   return winograd_conv3x3(kt, s.batch, s.in_h, s.in_w, s.in_c, x, kernel, s.out_c, s.pad_top,
-                          s.pad_left, 2 * p.out_h, 2 * p.out_w, bias, relu, pooled, true);
+                          s.pad_left, 2 * p.out_h, 2 * p.out_w, bias, relu, pooled, true, argmax);
 }
 
 // dx is the correlation of dy with the kernel turned by 180 degrees and its channel axes swapped,

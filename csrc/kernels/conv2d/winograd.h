@@ -24,7 +24,7 @@ bool winograd_conv2d_forward(const KernelTable& kt, const Conv2dShape& s, const 
 // tiles that the pooling drops (an odd last row or column) are never computed.
 bool winograd_conv2d_forward_max_pool(const KernelTable& kt, const Conv2dShape& s,
                                       const Pool2dShape& p, const float* x, const float* kernel,
-                                      const float* bias, float* pooled, bool relu);
+                                      const float* bias, float* pooled, bool relu, uint8_t* argmax);
 bool winograd_conv2d_backward_input(const KernelTable& kt, const Conv2dShape& s, const float* dy,
                                     const float* kernel, float* dx);
 bool winograd_conv2d_backward_weight(const KernelTable& kt, const Conv2dShape& s, const float* x,

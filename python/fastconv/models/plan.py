@@ -90,14 +90,16 @@ class _PoolingStep:
 
 
 class ConvMaxPoolStep(_PoolingStep):
-    """A convolution (linear or ReLU) and its non-overlapping max pooling in one call."""
+    """A convolution (linear or ReLU) and its non-overlapping max pooling in one call. Its tape
+    is the input and the pooling's argmax (one byte per pooled value), never the conv output."""
 
-    _TAPE_ATTRIBUTES = ("_x", "_conv_y")
+    _TAPE_ATTRIBUTES = ("_x", "_argmax")
 
     def __init__(self, conv: Conv2D, pool: MaxPooling2D) -> None:
         self.conv, self.pool = conv, pool
         self.layers = (conv, pool)
-        self._x = self._conv_y = None
+        self._x = self._argmax = None
+        self._conv_shape: tuple[int, ...] = ()
 
     @staticmethod
     def takes(conv: Layer, pool: Layer) -> bool:
@@ -107,41 +109,40 @@ class ConvMaxPoolStep(_PoolingStep):
             and conv.activation in ("linear", "relu")
             and tuple(pool.strides) == tuple(pool.pool_size)
             and pool.padding == "valid"
+            and int(np.prod(pool.pool_size)) <= 254  # an argmax byte names the window's cell
         )
 
     def forward(self, x, training, keep_tape):
         conv = self.conv
-        conv_y, pooled = ops.conv2d_max_pool(
+        argmax, pooled = ops.conv2d_max_pool(
             x,
             conv.kernel,
             conv.bias,
             activation="relu" if conv.activation == "relu" else None,
             pool_size=op_arg(self.pool.pool_size),
-            keep_conv_output=bool(keep_tape),
+            keep_conv_output=False,
+            return_argmax=bool(keep_tape),
             **conv.op_kwargs(),
         )
-        self._x, self._conv_y = x, conv_y  # conv_y is None without keep_tape
+        self._x, self._argmax = x, argmax  # argmax is None without keep_tape
+        if keep_tape:
+            conv_hw = ops.conv2d_output_shape(x.shape, conv.kernel.shape[:2], **conv.op_kwargs())
+            self._conv_shape = (x.shape[0], *conv_hw, conv.kernel.shape[3])
         return pooled
 
     def backward(self, dy, need_dx, from_preactivation=False):
         conv, pool = self.conv, self.pool
-        require_tape(self._conv_y, conv)
-        relu = conv.activation == "relu"
-        if relu and not need_dx and conv.kernel.shape[2] <= 4:
+        require_tape(self._argmax, conv)
+        pool_size = op_arg(pool.pool_size)
+        if not need_dx and conv.kernel.shape[2] <= 4:
             # The first layer on an image: its weight gradient straight from the pooling's, so
             # the largest gradient of the step (the conv output's) is never made.
-            dk, db = ops.conv2d_relu_max_pool_weight_grad(
-                self._x,
-                conv.kernel,
-                self._conv_y,
-                dy,
-                pool_size=op_arg(pool.pool_size),
-                **conv.op_kwargs(),
+            dk, db = ops.conv2d_max_pool_weight_grad_from_argmax(
+                self._x, conv.kernel, self._argmax, dy, pool_size=pool_size, **conv.op_kwargs()
             )
             conv.set_gradients(dk, db)
             return None
-        route = ops.max_pool2d_relu_grad if relu else ops.max_pool2d_grad
-        dz = route(self._conv_y, dy, **pool.op_kwargs())
+        dz = ops.max_pool2d_grad_from_argmax(self._argmax, dy, self._conv_shape, pool_size)
         return conv.preactivation_grad(self._x, dz, need_dx)
 
 

@@ -32,9 +32,11 @@ from .losses import (
 from .pooling import (
     avg_pool2d,
     avg_pool2d_grad,
+    conv2d_max_pool_weight_grad_from_argmax,
     conv2d_relu_max_pool_weight_grad,
     max_pool2d,
     max_pool2d_grad,
+    max_pool2d_grad_from_argmax,
     max_pool2d_relu_grad,
 )
 from .updates import (
@@ -59,6 +61,8 @@ __all__ = [
     "max_pool2d_grad",
     "max_pool2d_relu_grad",
     "conv2d_relu_max_pool_weight_grad",
+    "max_pool2d_grad_from_argmax",
+    "conv2d_max_pool_weight_grad_from_argmax",
     "avg_pool2d_grad",
     "dense",
     "dense_grad",

@@ -115,6 +115,7 @@ def conv2d_max_pool(
     activation: str | None = None,
     pool_size: IntPair = 2,
     keep_conv_output: bool = True,
+    return_argmax: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """``(y, max_pool2d(y, pool_size))`` for ``y = conv2d(x, kernel, bias, ...)``, in one pass.
 
@@ -124,13 +125,21 @@ def conv2d_max_pool(
     ``keep_conv_output=False`` (inference) y is not kept (None), and where the convolution runs
     Winograd (see ``fastconv.set_conv_algorithm``) under a 2x2 pooling, each 2x2 output tile is
     pooled in the output transform, so y is never made. Other layers take the two passes.
+
+    With ``return_argmax=True``: ``(argmax, pooled)``, y not kept; ``argmax`` (uint8, the shape
+    of ``pooled``) holds each pooled value's first maximal cell of its window (row-major), or
+    255 where the activation is ReLU and the maximum is not > 0: all that the gradient needs
+    (``max_pool2d_grad_from_argmax``, ``conv2d_max_pool_weight_grad_from_argmax``), a sixteenth
+    of y's bytes under 2x2 windows.
     """
     plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
     relu_fused = _activation(activation)
     b = plan.checked_bias(bias)
     pool, (ph, pw) = _tiling_pool(plan.out_shape, pool_size, "conv2d_max_pool")
     pooled = _empty((plan.out_shape[0], ph, pw, plan.out_shape[3]), "max_pool2d output")
+    keep_conv_output = keep_conv_output and not return_argmax
     y = _empty(plan.out_shape, "conv2d output") if keep_conv_output else None
+    argmax = np.empty(pooled.shape, np.uint8) if return_argmax else None
     if pooled.size or (y is not None and y.size):
         _core.conv2d_forward_max_pool(
             _f32(plan.x),
@@ -142,8 +151,9 @@ def conv2d_max_pool(
             *plan.args(),
             pool,
             relu_fused,
+            argmax,
         )
-    return y, pooled
+    return (argmax, pooled) if return_argmax else (y, pooled)
 
 
 def conv2d_grad(

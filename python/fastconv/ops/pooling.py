@@ -27,6 +27,8 @@ __all__ = [
     "max_pool2d_grad",
     "max_pool2d_relu_grad",
     "conv2d_relu_max_pool_weight_grad",
+    "max_pool2d_grad_from_argmax",
+    "conv2d_max_pool_weight_grad_from_argmax",
     "avg_pool2d_grad",
 ]
 
@@ -149,6 +151,62 @@ def conv2d_relu_max_pool_weight_grad(
     return plan.weight_grads(
         lambda dk, db: _core.conv2d_backward_weight_through_max_pool(
             _f32(plan.x), _f32(out), _f32(g), dk, db, *plan.args(), pool
+        )
+    )
+
+
+def _argmax_tape(argmax: ArrayLike, dy_shape: tuple[int, ...]) -> np.ndarray:
+    tape = np.asarray(argmax)
+    if tape.dtype != np.uint8:
+        raise TypeError(f"argmax must be the uint8 array conv2d_max_pool made, got {tape.dtype}")
+    _expect_shape(tape, "argmax", dy_shape, "the pooled output's")
+    return np.ascontiguousarray(tape)
+
+
+def max_pool2d_grad_from_argmax(
+    argmax: ArrayLike, dy: ArrayLike, x_shape: tuple[int, ...], pool_size: IntPair = 2
+) -> np.ndarray:
+    """The gradient of a non-overlapping 'valid' max pooling (strides = pool_size) of an input
+    of ``x_shape``, from the ``argmax`` tape of ``conv2d_max_pool(..., return_argmax=True)``:
+    each window's dy goes to the cell the forward pass chose (nothing where it recorded 255),
+    0 elsewhere. The input itself is not needed."""
+    shape = tuple(int(d) for d in x_shape)
+    if len(shape) != 4:
+        raise ValueError(f"x_shape must be (batch, height, width, channels), got {x_shape!r}")
+    pool, (ph, pw) = _tiling_pool(shape, pool_size, "max_pool2d_grad_from_argmax")
+    g = _numeric(dy, "dy")
+    _expect_shape(g, "dy", (shape[0], ph, pw, shape[3]), f"the max_pool2d output for {shape}")
+    tape = _argmax_tape(argmax, g.shape)
+    dx = _empty(shape, "max_pool2d_grad_from_argmax output")
+    if dx.size:
+        _core.max_pool2d_backward_argmax(tape, _f32(g), dx, pool)
+    return dx
+
+
+def conv2d_max_pool_weight_grad_from_argmax(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    argmax: ArrayLike,
+    pool_dy: ArrayLike,
+    *,
+    strides: IntPair = 1,
+    padding: str = "valid",
+    dilation_rate: IntPair = 1,
+    pool_size: IntPair = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``conv2d_relu_max_pool_weight_grad`` from the ``argmax`` tape of ``conv2d_max_pool(...,
+    return_argmax=True)`` instead of the convolution's output: the kernel and bias gradients of
+    the pooled convolution (ReLU or linear, as the tape was made), its output gradient made a
+    band of rows at a time in cache and never written out."""
+    plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
+    pool, (ph, pw) = _tiling_pool(plan.out_shape, pool_size, "conv2d_max_pool_weight_grad")
+    g = _numeric(pool_dy, "pool_dy")
+    pooled_shape = (plan.out_shape[0], ph, pw, plan.out_shape[3])
+    _expect_shape(g, "pool_dy", pooled_shape, f"the pooled conv2d output for x {plan.x.shape}")
+    tape = _argmax_tape(argmax, pooled_shape)
+    return plan.weight_grads(
+        lambda dk, db: _core.conv2d_backward_weight_through_max_pool_argmax(
+            _f32(plan.x), tape, _f32(g), dk, db, plan.out_shape[1:3], *plan.args(), pool
         )
     )
 

@@ -39,20 +39,20 @@ def _raw(nbytes: int) -> np.ndarray:
     return np.empty(nbytes + ALIGN, dtype=np.uint8)
 
 
-def _view(raw: np.ndarray, nbytes: int, shape: tuple[int, ...]) -> np.ndarray:
+def _view(raw: np.ndarray, nbytes: int, shape: tuple[int, ...], dtype: type) -> np.ndarray:
     start = -raw.ctypes.data % ALIGN
-    return raw[start : start + nbytes].view(np.float32).reshape(shape)
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
-def aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
-    """An uninitialised float32 array on a 64-byte boundary: from the active pool inside a
-    model's step, else newly allocated."""
-    nbytes = 4 * math.prod(shape)
+def aligned_empty(shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+    """An uninitialised float32 (or ``dtype``) array on a 64-byte boundary: from the active
+    pool inside a model's step, else newly allocated."""
+    nbytes = np.dtype(dtype).itemsize * math.prod(shape)
     if nbytes < POOLED_BYTES:
-        return np.empty(shape, dtype=np.float32)
+        return np.empty(shape, dtype=dtype)
     pool = _active_pool.get()
     raw = pool._take(nbytes) if pool is not None else _raw(nbytes)
-    return _view(raw, nbytes, shape)
+    return _view(raw, nbytes, shape, dtype)
 
 
 class BufferPool:

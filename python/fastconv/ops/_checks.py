@@ -95,15 +95,15 @@ def _physical_memory_bytes() -> int:
         return 1 << 46
 
 
-def _empty(shape: tuple[int, ...], what: str) -> np.ndarray:
-    """Allocates a float32 result on a 64-byte boundary (from the model's buffer pool inside its
-    steps), refusing sizes the machine cannot hold (MemoryError)."""
-    nbytes = 4 * math.prod(shape)
+def _empty(shape: tuple[int, ...], what: str, dtype: type = np.float32) -> np.ndarray:
+    """Allocates a float32 (or ``dtype``) result on a 64-byte boundary (from the model's buffer
+    pool inside its steps), refusing sizes the machine cannot hold (MemoryError)."""
+    nbytes = np.dtype(dtype).itemsize * math.prod(shape)
     if nbytes > _physical_memory_bytes():
         raise MemoryError(
             f"{what} of shape {shape} needs {nbytes / 2**30:.1f} GiB, more than this machine has"
         )
-    return aligned_empty(shape)
+    return aligned_empty(shape, dtype)
 
 
 def _window_geometry(

@@ -139,7 +139,7 @@ def conv2d_max_pool(
     pooled = _empty((plan.out_shape[0], ph, pw, plan.out_shape[3]), "max_pool2d output")
     keep_conv_output = keep_conv_output and not return_argmax
     y = _empty(plan.out_shape, "conv2d output") if keep_conv_output else None
-    argmax = np.empty(pooled.shape, np.uint8) if return_argmax else None
+    argmax = _empty(pooled.shape, "conv2d_max_pool argmax", np.uint8) if return_argmax else None
     if pooled.size or (y is not None and y.size):
         _core.conv2d_forward_max_pool(
             _f32(plan.x),

@@ -214,6 +214,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = "0.0.0";
 #endif
   m.def("get_isa", [] { return std::string(fastconv::active_kernels().isa); });
+  m.def("kernel_instances", [] { return std::string(fastconv::active_kernels().instances); });
   m.def("set_isa", &fastconv::set_isa, py::arg("name"));
   m.def("available_isas", &fastconv::available_isas);
   m.def("get_num_threads", &fastconv::num_threads);

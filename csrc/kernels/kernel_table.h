@@ -32,6 +32,9 @@ using RowGemmMicrokernel = void (*)(int64_t kc, const float* const* a_rows, int6
 
 struct KernelTable {
   const char* isa;
+  // The table's microkernel instances named by op, tile (rows x columns) and ISA, e.g.
+  // "igemm_6x16_avx2", space-separated: what fastconv.info() and the tests report.
+  const char* instances;
   int gemm_mr;
   int gemm_nr;
   GemmMicrokernel gemm_microkernel;

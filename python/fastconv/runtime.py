@@ -171,13 +171,15 @@ def openmp_runtimes_loaded() -> list[str]:
 
 
 def info() -> dict:
-    """Version, kernel ISA in use, ISAs this CPU can run, thread count, OpenMP compiled in, the
-    OpenMP runtime's file and every OpenMP runtime loaded, the convolution algorithm setting and
-    the choices "auto" made so far (pass, shape, algorithm)."""
+    """Version, kernel ISA in use and its microkernel instances (named op_tile_isa, e.g.
+    "igemm_6x16_avx2"), ISAs this CPU can run, thread count, OpenMP compiled in, the OpenMP
+    runtime's file and every OpenMP runtime loaded, the convolution algorithm setting and the
+    choices "auto" made so far (pass, shape, algorithm)."""
     runtime = _core.openmp_runtime_path()
     return {
         "version": __version__,
         "isa": _core.get_isa(),
+        "kernels": _core.kernel_instances().split(),
         "isas_available": list(_core.available_isas()),
         "num_threads": get_num_threads(),
         "openmp": bool(_core.has_openmp()),

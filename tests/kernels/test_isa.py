@@ -50,6 +50,23 @@ def test_info_keys_and_types():
     assert isinstance(info["openmp"], bool)
 
 
+def test_kernel_instances_are_named_by_op_tile_and_isa(isa):
+    """Each ISA's microkernel instances say their op, tile and ISA ("igemm_6x16_avx2"); every
+    ISA has the same families."""
+    import re
+
+    names = fastconv.info()["kernels"]
+    assert names == fastconv._core.kernel_instances().split()
+    ops_seen = []
+    for name in names:
+        match = re.fullmatch(r"([a-z0-9_]+?)_(\d+)x(\d+)_" + re.escape(isa), name)
+        assert match, name
+        assert int(match.group(2)) >= 1 and int(match.group(3)) >= 1, name
+        ops_seen.append(match.group(1))
+    families = {"gemm", "igemm", "few_channel_row", "rowgemm", "patch_gradient", "dots"}
+    assert families <= set(ops_seen), ops_seen
+
+
 def test_installed_version_matches():
     from importlib.metadata import version
 

@@ -45,7 +45,10 @@ def make_noisy_kaggle_train(
 def test_accuracy(data_dir: str, setting: str, seed: int, epochs: int) -> float:
     cmd = [sys.executable, "-m", "fastconv.cli", "train", "cats-vs-dogs", data_dir]
     cmd += ["--epochs", str(epochs), "--seed", str(seed), "--conv-algorithm", setting]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    # In the data's folder: the command keeps its best checkpoint (best.keras) where it runs.
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, cwd=os.path.dirname(data_dir)
+    ).stdout
     line = next(s for s in out.splitlines() if s.startswith("Test accuracy:"))
     return float(line.split()[2])
 

@@ -1,6 +1,7 @@
 """The house rules of the Python package, checked on its source: no module over 600 lines, no
 function over 80 lines without a comment that says why, no import cycles between its modules,
-and few deferred imports of its own modules (the command line may defer its heavy imports)."""
+and few deferred imports of its own modules (the command line may defer its heavy imports).
+And of the C++ core: no source file over 600 lines."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "python" / "fastconv"
+CSRC = Path(__file__).resolve().parents[1] / "csrc"
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 LONG_FUNCTION_MARK = "# long function:"  # a comment in the body, saying why
@@ -85,6 +87,17 @@ def test_modules_are_short():
         if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
     ]
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_cpp_sources_are_short():
+    sources = [p for p in sorted(CSRC.rglob("*")) if p.suffix in (".cpp", ".h", ".inc")]
+    assert len(sources) > 20, "the check does not see csrc/"
+    long = {
+        str(p.relative_to(CSRC)): n
+        for p in sources
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"C++ files over {MAX_MODULE_LINES} lines: {long}"
 
 
 def test_functions_are_short_or_say_why():

@@ -121,13 +121,16 @@ PYBIND11_MODULE(_core, m) {
       "conv2d_forward_max_pool",
       [](const Array& x, const Array& kernel, std::optional<Array> bias, std::optional<Array> y,
          Array& pooled, Pair out_hw, Pair strides, Pair dilation, Pair pads, Pair pool, bool relu,
-         std::optional<ArgmaxArray> argmax) {
+         std::optional<ArgmaxArray> argmax, std::optional<Array> scratch) {
         require_rank(pooled, "pooled", 4);
         const Conv2dShape s = conv_shape_to(x, kernel, "kernel", out_hw, strides, dilation, pads);
-        if (y)
-          require(y->ndim() == 4 && y->shape(0) == s.batch && y->shape(1) == s.out_h &&
-                      y->shape(2) == s.out_w && y->shape(3) == s.out_c,
-                  "y must be (batch, out_h, out_w, filters)");
+        for (const auto* out : {&y, &scratch})
+          if (*out)
+            require((*out)->ndim() == 4 && (*out)->shape(0) == s.batch &&
+                        (*out)->shape(1) == s.out_h && (*out)->shape(2) == s.out_w &&
+                        (*out)->shape(3) == s.out_c,
+                    std::string(out == &y ? "y" : "scratch") +
+                        " must be (batch, out_h, out_w, filters)");
         if (bias)
           require(bias->ndim() == 1 && bias->shape(0) == s.out_c, "bias must be (filters,)");
         const Pool2dShape p = tiling_pool_of(s, pooled, "pooled", pool);
@@ -135,15 +138,16 @@ PYBIND11_MODULE(_core, m) {
         float* conv_out = y ? writable(*y, "y") : nullptr;
         float* out = writable(pooled, "pooled");
         uint8_t* cells = writable_argmax(argmax, pooled);
+        float* spare = scratch ? writable(*scratch, "scratch") : nullptr;
         const float* b = bias ? bias->data() : nullptr;
         py::gil_scoped_release release;
         fastconv::conv2d_forward_max_pool(s, p, x.data(), kernel.data(), b, conv_out, out, relu,
-                                          cells);
+                                          cells, spare);
       },
       py::arg("x").noconvert(), py::arg("kernel").noconvert(), py::arg("bias").noconvert(),
       py::arg("y").noconvert(), py::arg("pooled").noconvert(), py::arg("out_hw"),
       py::arg("strides"), py::arg("dilation"), py::arg("pads"), py::arg("pool"), py::arg("relu"),
-      py::arg("argmax").noconvert() = py::none());
+      py::arg("argmax").noconvert() = py::none(), py::arg("scratch").noconvert() = py::none());
 
   m.def(
       "conv2d_backward_input",

@@ -27,10 +27,12 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
 // padding): each band of conv rows under a row of windows is pooled while in cache. y (the conv
 // output, may be null when not needed) and pooled are written; argmax (may be null) gets each
 // pooled value's first maximal cell, the tape the gradient needs instead of y (see
-// max_pool2d_forward; with relu, windows whose maximum is not > 0 pass nothing).
+// max_pool2d_forward; with relu, windows whose maximum is not > 0 pass nothing). Without y, a
+// layer that takes the two passes writes its conv output to scratch (s's output size; the
+// caller's, e.g. from a model's memory plan), or to memory of its own when scratch is null.
 void conv2d_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const float* x,
                              const float* kernel, const float* bias, float* y, float* pooled,
-                             bool relu, uint8_t* argmax = nullptr);
+                             bool relu, uint8_t* argmax = nullptr, float* scratch = nullptr);
 // The weight gradient of a ReLU convolution whose output y feeds a max pooling p that tiles it
 // (stride = pool size, no padding), from the pooling's output gradient: the convolution's own
 // output gradient is made a band of rows at a time, in cache, and never written out. For the

@@ -233,3 +233,21 @@ def test_argmax_tape_errors_name_the_argument(rng):
         ops.max_pool2d_grad_from_argmax(argmax, dy, (6, 6, 4))
     with pytest.raises(ValueError, match="pool_dy must have shape"):
         ops.conv2d_max_pool_weight_grad_from_argmax(x, kernel, argmax, dy[:, :2])
+
+
+def test_two_pass_scratch_is_the_callers(rng, conv_setting):
+    """Without the conv output kept, a layer that takes the two passes writes it to the scratch
+    the caller gives (a model's memory plan) and keeps nothing of its own; a scratch of the wrong
+    shape is refused by name."""
+    fastconv.set_conv_algorithm("direct")  # no pooled Winograd: the two passes
+    x = rng.standard_normal((2, 9, 9, 8)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 8, 6)).astype(np.float32)
+    pooled = np.empty((2, 3, 3, 6), np.float32)
+    scratch = np.full((2, 7, 7, 6), np.nan, np.float32)
+    args = ((7, 7), (1, 1), (1, 1), (0, 0), (2, 2), True)
+    _core.conv2d_forward_max_pool(x, kernel, None, None, pooled, *args, None, scratch)
+    y_ref = ref.conv2d(x, kernel, None, activation="relu")
+    check(scratch, y_ref, what="scratch")
+    check(pooled, ref.max_pool2d(y_ref, 2), what="pooled")
+    with pytest.raises(ValueError, match="scratch must be"):
+        _core.conv2d_forward_max_pool(x, kernel, None, None, pooled, *args, None, scratch[:1])

@@ -57,17 +57,17 @@ void conv2d_backward_weight_through_max_pool(const Conv2dShape& s, const Pool2dS
 
 void conv2d_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const float* x,
                              const float* kernel, const float* bias, float* y, float* pooled,
-                             bool relu, uint8_t* argmax) {
+                             bool relu, uint8_t* argmax, float* scratch) {
   using namespace conv2d_detail;
   const KernelTable& kt = active_kernels();
   if (s.in_c > kSmallDepthChannels) {  // Winograd pooling its output tiles, or the two passes
+    std::vector<float> own;
     if (!y) {
       ConvOperands ops;
       ops.x = x, ops.kernel = kernel, ops.bias = bias, ops.relu = relu;
       if (run_conv_forward_max_pool(s, p, ops, pooled, argmax)) return;
-      // A slot of its own: the conv's algorithms use the calling thread's other slots.
-      y = thread_scratch(Scratch::kConvOutput,
-                         static_cast<size_t>(s.batch * s.out_h * s.out_w * s.out_c));
+      if (!scratch) own.resize(static_cast<size_t>(s.batch * s.out_h * s.out_w * s.out_c));
+      y = scratch ? scratch : own.data();
     }
     conv2d_forward(s, x, kernel, bias, y, relu);
     max_pool2d_forward(p, y, pooled, argmax, relu);

@@ -140,6 +140,11 @@ def conv2d_max_pool(
     keep_conv_output = keep_conv_output and not return_argmax
     y = _empty(plan.out_shape, "conv2d output") if keep_conv_output else None
     argmax = _empty(pooled.shape, "conv2d_max_pool argmax", np.uint8) if return_argmax else None
+    # Where the conv output is not kept and the two passes run (no pooled Winograd), it goes
+    # to a buffer of the model's memory plan inside its steps: reused, and released with it.
+    scratch = None
+    if y is None and plan.kernel.shape[2] > 4:
+        scratch = _empty(plan.out_shape, "conv2d_max_pool scratch")
     if pooled.size or (y is not None and y.size):
         _core.conv2d_forward_max_pool(
             _f32(plan.x),
@@ -152,6 +157,7 @@ def conv2d_max_pool(
             pool,
             relu_fused,
             argmax,
+            scratch,
         )
     return (argmax, pooled) if return_argmax else (y, pooled)
 

@@ -21,6 +21,7 @@ import sys
 import tempfile
 
 import numpy as np
+from fastconv._cli_subset import make_subset
 from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
@@ -69,11 +70,7 @@ def main() -> None:
         make_noisy_kaggle_train(original, args.per_class, args.noise, args.contrast)
         n = args.per_class
         split = [str(n * 3 // 5), str(n // 5), str(n - n * 3 // 5 - n // 5)]
-        subprocess.run(
-            [sys.executable, "-m", "fastconv.cli", "make-subset", original, base, "--train",
-             split[0], "--validation", split[1], "--test", split[2]],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        make_subset(original, base, *(int(k) for k in split))
         print(f"{2 * n} images (train/validation/test per class {'/'.join(split)}), contrast "
               f"{args.contrast}, noise {args.noise}, {args.epochs} epochs, batch 32")  # fmt: skip
         for setting in settings:

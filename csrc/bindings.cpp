@@ -17,6 +17,7 @@
 #include "core/peak.h"
 #include "kernels/conv2d.h"
 #include "kernels/conv2d/algorithms.h"
+#include "kernels/conv2d/few_channel.h"
 #include "kernels/dense.h"
 #include "kernels/elementwise.h"
 #include "kernels/losses.h"
@@ -38,6 +39,8 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = "0.0.0";
 #endif
   m.def("get_isa", [] { return std::string(fastconv::active_kernels().isa); });
+  // Layers with up to this many input channels (an image's) take the few-channel paths.
+  m.attr("few_channel_max") = fastconv::conv2d_detail::kSmallDepthChannels;
   m.def("kernel_instances", [] { return std::string(fastconv::active_kernels().instances); });
   m.def("set_isa", &fastconv::set_isa, py::arg("name"));
   m.def("available_isas", &fastconv::available_isas);

@@ -198,6 +198,14 @@ State& state() {
   return *s;
 }
 
+// The algorithm auto chose for key, or "" before it has measured.
+std::string chosen_before(const Key& key) {
+  State& st = state();
+  std::lock_guard<std::mutex> lock(st.mutex);
+  const auto it = st.choices.find(key);
+  return it == st.choices.end() ? std::string() : it->second.algorithm;
+}
+
 void record(ConvPass pass, const std::string& shape, const char* algorithm, const char* how) {
   State& st = state();
   std::lock_guard<std::mutex> lock(st.mutex);
@@ -336,14 +344,11 @@ void run_with(int index, ConvPass pass, const KernelTable& kt, const Conv2dShape
     const int threads = num_threads();  // read once: the key and the stored choice agree
     const Key key = choice_key(pass, shape, threads, kt, excluded);
     State& st = state();
-    {
-      std::lock_guard<std::mutex> lock(st.mutex);
-      const auto it = st.choices.find(key);
-      if (it != st.choices.end()) {
-        for (const Algorithm* a : cand)
-          if (it->second.algorithm == a->name) chosen = a;
-        how = forcing ? "chosen before (forced one cannot)" : "chosen before";
-      }
+    const std::string before = chosen_before(key);
+    if (!before.empty()) {
+      for (const Algorithm* a : cand)
+        if (before == a->name) chosen = a;
+      how = forcing ? "chosen before (forced one cannot)" : "chosen before";
     }
     if (!chosen) {
       const int winner = measure(cand, kt, s, ops, ms);
@@ -384,13 +389,9 @@ bool run_conv_forward_max_pool(const Conv2dShape& s, const Pool2dShape& p, const
   const std::string& wanted = settings()[setting().load()];
   const std::string shape = shape_text(s);
   bool winograd = wanted == "winograd";
-  if (wanted == "auto") {
-    const Key key = choice_key(ConvPass::kForward, shape, num_threads(), kt, false);
-    State& st = state();
-    std::lock_guard<std::mutex> lock(st.mutex);
-    const auto it = st.choices.find(key);
-    winograd = it != st.choices.end() && it->second.algorithm == "winograd";
-  }
+  if (wanted == "auto")
+    winograd = chosen_before(choice_key(ConvPass::kForward, shape, num_threads(), kt, false)) ==
+               "winograd";
   if (!winograd) return false;
   if (!winograd_conv2d_forward_max_pool(kt, s, p, ops.x, ops.kernel, ops.bias, pooled, ops.relu,
                                         argmax)) {

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .. import ops
+from .. import _core, ops
 from ..layers.base import Layer, op_arg, require_tape
 from ..layers.convolutional import Conv2D
 from ..layers.pooling import MaxPooling2D
@@ -99,7 +99,6 @@ class ConvMaxPoolStep(_PoolingStep):
         self.conv, self.pool = conv, pool
         self.layers = (conv, pool)
         self._x = self._argmax = None
-        self._conv_shape: tuple[int, ...] = ()
 
     @staticmethod
     def takes(conv: Layer, pool: Layer) -> bool:
@@ -125,16 +124,13 @@ class ConvMaxPoolStep(_PoolingStep):
             **conv.op_kwargs(),
         )
         self._x, self._argmax = x, argmax  # argmax is None without keep_tape
-        if keep_tape:
-            conv_hw = ops.conv2d_output_shape(x.shape, conv.kernel.shape[:2], **conv.op_kwargs())
-            self._conv_shape = (x.shape[0], *conv_hw, conv.kernel.shape[3])
         return pooled
 
     def backward(self, dy, need_dx, from_preactivation=False):
         conv, pool = self.conv, self.pool
         require_tape(self._argmax, conv)
         pool_size = op_arg(pool.pool_size)
-        if not need_dx and conv.kernel.shape[2] <= 4:
+        if not need_dx and conv.kernel.shape[2] <= _core.few_channel_max:
             # The first layer on an image: its weight gradient straight from the pooling's, so
             # the largest gradient of the step (the conv output's) is never made.
             dk, db = ops.conv2d_max_pool_weight_grad_from_argmax(
@@ -142,7 +138,9 @@ class ConvMaxPoolStep(_PoolingStep):
             )
             conv.set_gradients(dk, db)
             return None
-        dz = ops.max_pool2d_grad_from_argmax(self._argmax, dy, self._conv_shape, pool_size)
+        conv_hw = ops.conv2d_output_shape(self._x.shape, conv.kernel.shape[:2], **conv.op_kwargs())
+        conv_shape = (self._x.shape[0], *conv_hw, conv.kernel.shape[3])
+        dz = ops.max_pool2d_grad_from_argmax(self._argmax, dy, conv_shape, pool_size)
         return conv.preactivation_grad(self._x, dz, need_dx)
 
 

@@ -143,7 +143,7 @@ def conv2d_max_pool(
     # Where the conv output is not kept and the two passes run (no pooled Winograd), it goes
     # to a buffer of the model's memory plan inside its steps: reused, and released with it.
     scratch = None
-    if y is None and plan.kernel.shape[2] > 4:
+    if y is None and plan.kernel.shape[2] > _core.few_channel_max:
         scratch = _empty(plan.out_shape, "conv2d_max_pool scratch")
     if pooled.size or (y is not None and y.size):
         _core.conv2d_forward_max_pool(

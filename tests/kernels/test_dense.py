@@ -31,7 +31,10 @@ class DenseCase:
 DENSE_CASES = [
     DenseCase(b, i, o)
     for b, i, o in itertools.product(
-        [1, 3, 5, 64], [1, 3, 17, 33, 130], [1, 3, 5, 10, 17, 31, 33, 64]
+        # units up to 64 take the dot-product path, 65 and more the packed GEMM
+        [1, 3, 5, 64],
+        [1, 3, 17, 33, 130],
+        [1, 3, 5, 10, 17, 31, 33, 64, 65, 130],
     )
     if (b + i + o) % 3 == 0
 ]

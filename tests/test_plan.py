@@ -171,3 +171,80 @@ def test_empty_plan():
     assert plan.describe() == [] and plan.output_activation is None
     x = np.ones((1, 2), np.float32)
     assert plan.forward(x) is x
+
+
+def _mixed_convnet():
+    """Bound inference calls (convs, conv+pool on few and many channels, flatten) between
+    layers the runner calls through ``forward`` (sigmoid conv, dropout, average pooling, flip)."""
+    inputs = keras.Input((17, 16, 3))
+    x = layers.Rescaling(1 / 255)(inputs)
+    x = layers.Conv2D(6, 3, activation="relu")(x)  # few channels in: the fused first layer
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(8, 3, activation="sigmoid", padding="same")(x)
+    x = layers.Conv2D(7, 3)(x)  # linear, 8 channels in: conv+pool, two passes or Winograd
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.RandomFlip("horizontal")(x)
+    x = layers.Dropout(0.5)(x)
+    x = layers.Conv2D(5, 2, strides=2, padding="same", activation="relu")(x)
+    x = layers.AveragePooling2D(1)(x)
+    x = layers.Flatten()(x)
+    model = keras.Model(inputs, layers.Dense(4, activation="softmax")(x))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+def _through_steps(model, x, batch):
+    """Predictions through the plan's steps one by one (a forward that keeps its tape)."""
+    return np.concatenate(
+        [model.forward(x[i : i + batch], training=False) for i in range(0, len(x), batch)]
+    )
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_bound_inference_equals_the_steps(fuse, rng):
+    """predict and evaluate run bound calls (``Layer.inference_call``): the same predictions
+    and loss as the steps' forward, for a full and a last partial batch, and after the weights
+    change (set_weights, in place, or a float64 array put in a layer's place)."""
+    keras.set_random_seed(7)
+    model = _mixed_convnet()
+    model.fuse = fuse
+    x = (rng.random((12, 17, 16, 3)) * 255).astype(np.float32)
+    y = rng.integers(0, 4, 12)
+    for _ in range(2):  # the second round takes the calls bound in the first
+        check = _through_steps(model, x, 5)
+        np.testing.assert_allclose(model.predict(x, batch_size=5, verbose=0), check, 1e-6, 1e-7)
+    plan = model._execution_plan()
+    assert set(plan._runners) == {(5, 17, 16, 3), (2, 17, 16, 3)}
+    calls = plan._runners[(5, 17, 16, 3)]
+    bound = [c for c in calls if not c.__qualname__.startswith("_unbound")]
+    assert len(calls) == len(plan.steps) - 1
+    assert len(bound) == 4  # the relu and linear convs (+pool), the strided conv, flatten
+    loss = model.evaluate(x, y, batch_size=12, verbose=0)
+    probs = _through_steps(model, x, 12)
+    np.testing.assert_allclose(loss, -np.log(probs[np.arange(12), y]).mean(), rtol=1e-5)
+
+    model.set_weights([w * 0.5 + 0.01 for w in model.get_weights()])
+    first_conv = model.layers[2]
+    first_conv.kernel[:, :, 0, :] *= -1.0  # in place
+    model.layers[5].kernel = model.layers[5].kernel.astype(np.float64)  # a new array
+    check = _through_steps(model, x, 5)
+    np.testing.assert_allclose(model.predict(x, batch_size=5, verbose=0), check, 1e-6, 1e-7)
+
+
+def test_predict_drops_the_tapes_of_a_training_forward(rng):
+    model = mnist_convnet()
+    x = rng.random((3, 28, 28, 1)).astype(np.float32)
+    model.forward(x, training=True)
+    conv = model.layers[1]
+    assert model._execution_plan().has_tape
+    model.predict_on_batch(x)
+    assert not model._execution_plan().has_tape and conv._x is None
+    with pytest.raises(RuntimeError, match="run forward first"):
+        model.backward(np.ones((3, 10), np.float32), need_dx=False)
+
+
+def test_bound_inference_keeps_a_few_shapes(rng):
+    model = mnist_convnet()
+    for n in range(1, 9):
+        model.predict_on_batch(rng.random((n, 28, 28, 1)).astype(np.float32))
+    assert 1 <= len(model._execution_plan()._runners) <= ExecutionPlan._RUNNERS_KEPT

@@ -104,6 +104,26 @@ def test_max_pool2d_infinite_values(isa, rng):
         )
 
 
+@pytest.mark.parametrize("channels", [3, 8, 17, 35])
+def test_max_pool2d_nan_in_every_cell_position(isa, rng, channels):
+    """A NaN in any of a 2x2 window's cells (whatever the others hold, inf included) makes the
+    pooled value NaN, and only that one: the inference path takes a plain max and puts NaNs back."""
+    x = rng.standard_normal((4, 6, 8, channels)).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan  # top-left cell
+    x[1, 2, 3, channels - 1] = np.nan  # top-right, the last channel (the scalar tail)
+    x[2, 5, 4, channels // 2] = np.nan  # bottom-left
+    x[3, 3, 7, 0] = np.nan  # bottom-right, beside an inf
+    x[3, 2, 6, 0] = np.inf
+    x[2, 0:2, 0:2, :] = np.nan  # every cell of a window
+    y = ops.max_pool2d(x, 2, 2, "valid")
+    # NumPy's max propagates NaN, as max pooling should (tests/reference.py's strict > does not)
+    windows = x.reshape(4, 3, 2, 4, 2, channels).astype(np.float64)
+    expected = windows.max(axis=(2, 4))
+    assert np.isnan(expected).sum() == 4 + channels
+    assert np.array_equal(np.isnan(y), np.isnan(expected)), "NaN positions"
+    check_exact(np.nan_to_num(y), np.nan_to_num(expected), "max_pool2d values")
+
+
 def test_avg_pool2d_same_averages_only_inside_cells(isa):
     x = np.ones((1, 5, 7, 2), np.float32)
     for p, s in [(2, 2), (3, 2), (2, 1), (3, 3), ((2, 3), (1, 2))]:

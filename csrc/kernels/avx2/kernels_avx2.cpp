@@ -5,6 +5,7 @@
 #include "kernels/elementwise_impl.inc"
 #include "kernels/kernel_table.h"
 #define FASTCONV_STREAM_STORE(p, v) _mm256_stream_ps((p), (__m256)(v))
+#define FASTCONV_VEC_MAX(a, b) (VecF) _mm256_max_ps((__m256)(a), (__m256)(b))
 #include "kernels/ukernels/vec.inc"
 
 namespace fastconv {

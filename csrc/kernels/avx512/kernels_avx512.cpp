@@ -5,6 +5,7 @@
 #include "kernels/elementwise_impl.inc"
 #include "kernels/kernel_table.h"
 #define FASTCONV_STREAM_STORE(p, v) _mm512_stream_ps((p), (__m512)(v))
+#define FASTCONV_VEC_MAX(a, b) (VecF) _mm512_max_ps((__m512)(a), (__m512)(b))
 #include "kernels/ukernels/vec.inc"
 
 namespace fastconv {

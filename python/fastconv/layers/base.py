@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -343,6 +343,15 @@ class Layer:
         """Backpropagates ``dy`` (the gradient of the output) from the tape ``forward`` kept: weight
         gradients go into ``self.grads``; returns the input gradient when ``need_dx``."""
         raise NotImplementedError(f"Layer {type(self).__name__} ({self.name}) has no backward()")
+
+    def inference_call(
+        self, input_shape: tuple[int, ...]
+    ) -> Callable[[np.ndarray], np.ndarray] | None:
+        """This layer's inference forward pass bound to float32 C-contiguous inputs of
+        ``input_shape``, its arguments checked once: for predict's runner (``models/plan.py``),
+        which calls it batch after batch and keeps no tape. None (the default): the runner calls
+        ``forward``."""
+        return None
 
     # fusion protocol (see module docstring)
     preactivation = None

@@ -10,6 +10,7 @@ import numpy as np
 from .. import activations as _act
 from .. import initializers as _init
 from .. import ops
+from ..ops.conv import bind_conv2d
 from .base import (
     Layer,
     format_shape,
@@ -120,6 +121,17 @@ class Conv2D(Layer):
             y = _act.apply(self.activation, z)
         self._y = y
         return y
+
+    def inference_call(self, input_shape):
+        if self.activation not in ("linear", "relu"):
+            return None
+        conv, _ = bind_conv2d(
+            input_shape,
+            self.kernel.shape,
+            activation="relu" if self.activation == "relu" else None,
+            **self.op_kwargs(),
+        )
+        return lambda x: conv(x, self.kernel, self.bias)
 
     def backward(self, dy, need_dx=True):
         require_tape(self._y, self)

@@ -131,6 +131,9 @@ class Flatten(Layer):
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)
 
+    def inference_call(self, input_shape):
+        return lambda x: x.reshape(x.shape[0], -1)
+
     def backward(self, dy, need_dx=True):
         return dy.reshape(self._shape) if need_dx else None
 

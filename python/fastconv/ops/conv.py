@@ -162,6 +162,56 @@ def conv2d_max_pool(
     return (argmax, pooled) if return_argmax else (y, pooled)
 
 
+def bind_conv2d(
+    x_shape: tuple[int, ...],
+    kernel_shape: tuple[int, ...],
+    *,
+    strides: IntPair = 1,
+    padding: str = "valid",
+    dilation_rate: IntPair = 1,
+    activation: str | None = None,
+    pool_size: IntPair | None = None,
+):
+    """``(call, out_shape)``: ``call(x, kernel, bias)`` is ``conv2d`` (with ``pool_size``: the
+    pooled output of ``conv2d_max_pool`` without the conv output) for float32 C-contiguous
+    inputs of shape ``x_shape``, its geometry validated here once. For predict's runner, which
+    calls each layer batch after batch: Python between kernels costs more than its own time, as
+    OpenMP workers fall asleep and must be woken for the next kernel. The kernel binding still
+    checks every shape (a wrong one raises, never reads out of bounds)."""
+    plan = _ConvPlan(
+        np.empty(x_shape, np.float32),
+        np.empty(kernel_shape, np.float32),
+        strides,
+        padding,
+        dilation_rate,
+    )
+    relu = _activation(activation)
+    args = plan.args()
+    conv_shape = plan.out_shape
+    if pool_size is None:
+
+        def conv(x, kernel, bias):
+            y = _empty(conv_shape, "conv2d output")
+            _core.conv2d_forward(x, _f32(kernel), plan.checked_bias(bias), y, *args, relu)
+            return y
+
+        return conv, conv_shape
+    pool, (ph, pw) = _tiling_pool(conv_shape, pool_size, "conv2d_max_pool")
+    pooled_shape = (conv_shape[0], ph, pw, conv_shape[3])
+    few_channels = kernel_shape[2] <= _core.few_channel_max
+
+    def conv_max_pool(x, kernel, bias):
+        pooled = _empty(pooled_shape, "max_pool2d output")
+        scratch = None if few_channels else _empty(conv_shape, "conv2d_max_pool scratch")
+        _core.conv2d_forward_max_pool(
+            x, _f32(kernel), plan.checked_bias(bias), None, pooled, conv_shape[1:3], *args,
+            pool, relu, None, scratch,
+        )  # fmt: skip
+        return pooled
+
+    return conv_max_pool, pooled_shape
+
+
 def conv2d_grad(
     x: ArrayLike,
     kernel: ArrayLike,

@@ -248,3 +248,38 @@ def test_bound_inference_keeps_a_few_shapes(rng):
     for n in range(1, 9):
         model.predict_on_batch(rng.random((n, 28, 28, 1)).astype(np.float32))
     assert 1 <= len(model._execution_plan()._runners) <= ExecutionPlan._RUNNERS_KEPT
+
+
+def test_bound_inference_follows_layer_changes_and_user_layers(rng):
+    """A bound call runs the plain path when its layer's settings changed since it was bound;
+    a Conv2D subclass with its own forward, and a user layer passing float64 or a view, keep
+    working as through the steps."""
+
+    class Float64Strided(layers.Layer):
+        def call(self, inputs, training=False):
+            return np.asarray(inputs, np.float64)[:, ::-1]  # a float64 view, not contiguous
+
+    class Doubled(layers.Conv2D):
+        def forward(self, x, training=False):
+            return 2.0 * super().forward(x, training=training)
+
+    keras.set_random_seed(2)
+    model = keras.Sequential(
+        [
+            keras.Input((12, 11, 2)),
+            Float64Strided(),
+            layers.Conv2D(6, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(5, 3, activation="relu", padding="same"),
+            Doubled(4, 2),
+            layers.Flatten(),
+            layers.Dense(3),
+        ]
+    )
+    x = rng.standard_normal((6, 12, 11, 2)).astype(np.float32)
+    for change in (False, True):
+        if change:
+            model.layers[1].activation = "linear"  # inside the conv+pool step
+            model.layers[3].activation = "linear"
+        expected = _through_steps(model, x, 3)
+        np.testing.assert_allclose(model.predict(x, batch_size=3, verbose=0), expected, 1e-6, 1e-6)

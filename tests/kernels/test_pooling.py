@@ -104,13 +104,13 @@ def test_max_pool2d_infinite_values(isa, rng):
         )
 
 
-@pytest.mark.parametrize("channels", [3, 8, 17, 35])
+@pytest.mark.parametrize("channels", [3, 8, 17, 32, 35])
 def test_max_pool2d_nan_in_every_cell_position(isa, rng, channels):
     """A NaN in any of a 2x2 window's cells (whatever the others hold, inf included) makes the
     pooled value NaN, and only that one: the inference path takes a plain max and puts NaNs back."""
     x = rng.standard_normal((4, 6, 8, channels)).astype(np.float32)
     x[0, 0, 0, 0] = np.nan  # top-left cell
-    x[1, 2, 3, channels - 1] = np.nan  # top-right, the last channel (the scalar tail)
+    x[1, 2, 3, channels - 1] = np.nan  # top-right, the last channel (a vector lane at 32)
     x[2, 5, 4, channels // 2] = np.nan  # bottom-left
     x[3, 3, 7, 0] = np.nan  # bottom-right, beside an inf
     x[3, 2, 6, 0] = np.inf

@@ -347,10 +347,12 @@ class Layer:
     def inference_call(
         self, input_shape: tuple[int, ...]
     ) -> Callable[[np.ndarray], np.ndarray] | None:
-        """This layer's inference forward pass bound to float32 C-contiguous inputs of
-        ``input_shape``, its arguments checked once: for predict's runner (``models/plan.py``),
-        which calls it batch after batch and keeps no tape. None (the default): the runner calls
-        ``forward``."""
+        """This layer's inference forward pass bound to inputs of ``input_shape``, its
+        arguments checked once: for predict's runner (``models/plan.py``), which calls it batch
+        after batch and keeps no tape. The call must take any array of that shape (a user's
+        layer before it may pass float64), read the weights when called, and run ``forward``
+        if the layer's settings changed since it was bound. None (the default): the runner
+        calls ``forward``."""
         return None
 
     # fusion protocol (see module docstring)

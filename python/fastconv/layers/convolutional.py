@@ -123,15 +123,25 @@ class Conv2D(Layer):
         return y
 
     def inference_call(self, input_shape):
-        if self.activation not in ("linear", "relu"):
+        # A subclass's own forward, or an activation the kernel does not fuse: forward runs.
+        if type(self).forward is not Conv2D.forward or self.activation not in ("linear", "relu"):
             return None
-        conv, _ = bind_conv2d(
-            input_shape,
-            self.kernel.shape,
-            activation="relu" if self.activation == "relu" else None,
-            **self.op_kwargs(),
-        )
-        return lambda x: conv(x, self.kernel, self.bias)
+        bound_config = self.inference_config()
+        conv, _ = bind_conv2d(input_shape, self.kernel.shape, **bound_config)
+
+        def call(x):
+            if self.inference_config() != bound_config:  # changed since bound: the plain path
+                y = self.forward(x, training=False)
+                self.release_tape()
+                return y
+            return conv(x, self.kernel, self.bias)
+
+        return call
+
+    def inference_config(self) -> dict[str, Any]:
+        """What a bound inference call fixes besides the input shape: the fused activation and
+        the geometry (``bind_conv2d``'s keywords)."""
+        return dict(activation="relu" if self.activation == "relu" else None, **self.op_kwargs())
 
     def backward(self, dy, need_dx=True):
         require_tape(self._y, self)

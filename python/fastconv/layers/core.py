@@ -132,6 +132,8 @@ class Flatten(Layer):
         return x.reshape(x.shape[0], -1)
 
     def inference_call(self, input_shape):
+        if type(self).forward is not Flatten.forward:  # a subclass's own forward runs
+            return None
         return lambda x: x.reshape(x.shape[0], -1)
 
     def backward(self, dy, need_dx=True):

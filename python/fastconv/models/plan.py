@@ -134,15 +134,20 @@ class ConvMaxPoolStep(_PoolingStep):
         return pooled
 
     def inference_call(self, input_shape):
-        conv = self.conv
+        conv, pool = self.conv, self.pool
+        bound_config = (conv.inference_config(), tuple(pool.pool_size))
         conv_max_pool, _ = bind_conv2d(
-            input_shape,
-            conv.kernel.shape,
-            activation="relu" if conv.activation == "relu" else None,
-            pool_size=op_arg(self.pool.pool_size),
-            **conv.op_kwargs(),
+            input_shape, conv.kernel.shape, pool_size=op_arg(pool.pool_size), **bound_config[0]
         )
-        return lambda x: conv_max_pool(x, conv.kernel, conv.bias)
+
+        def call(x):
+            if (conv.inference_config(), tuple(pool.pool_size)) != bound_config:
+                y = self.forward(x, False, False)  # changed since bound: the plain path
+                self.release()
+                return y
+            return conv_max_pool(x, conv.kernel, conv.bias)
+
+        return call
 
     def backward(self, dy, need_dx, from_preactivation=False):
         conv, pool = self.conv, self.pool

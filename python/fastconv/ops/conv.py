@@ -173,14 +173,15 @@ def bind_conv2d(
     pool_size: IntPair | None = None,
 ):
     """``(call, out_shape)``: ``call(x, kernel, bias)`` is ``conv2d`` (with ``pool_size``: the
-    pooled output of ``conv2d_max_pool`` without the conv output) for float32 C-contiguous
-    inputs of shape ``x_shape``, its geometry validated here once. For predict's runner, which
+    pooled output of ``conv2d_max_pool`` without the conv output) for inputs of shape
+    ``x_shape``, its geometry validated here once. For predict's runner, which
     calls each layer batch after batch: Python between kernels costs more than its own time, as
     OpenMP workers fall asleep and must be woken for the next kernel. The kernel binding still
     checks every shape (a wrong one raises, never reads out of bounds)."""
+    # Placeholders of the shapes that hold no memory (the calls keep the plan).
     plan = _ConvPlan(
-        np.empty(x_shape, np.float32),
-        np.empty(kernel_shape, np.float32),
+        np.broadcast_to(np.float32(0), x_shape),
+        np.broadcast_to(np.float32(0), kernel_shape),
         strides,
         padding,
         dilation_rate,
@@ -192,7 +193,7 @@ def bind_conv2d(
 
         def conv(x, kernel, bias):
             y = _empty(conv_shape, "conv2d output")
-            _core.conv2d_forward(x, _f32(kernel), plan.checked_bias(bias), y, *args, relu)
+            _core.conv2d_forward(_f32(x), _f32(kernel), plan.checked_bias(bias), y, *args, relu)
             return y
 
         return conv, conv_shape
@@ -204,7 +205,7 @@ def bind_conv2d(
         pooled = _empty(pooled_shape, "max_pool2d output")
         scratch = None if few_channels else _empty(conv_shape, "conv2d_max_pool scratch")
         _core.conv2d_forward_max_pool(
-            x, _f32(kernel), plan.checked_bias(bias), None, pooled, conv_shape[1:3], *args,
+            _f32(x), _f32(kernel), plan.checked_bias(bias), None, pooled, conv_shape[1:3], *args,
             pool, relu, None, scratch,
         )  # fmt: skip
         return pooled

@@ -51,6 +51,15 @@ PYBIND11_MODULE(_core, m) {
                                                       "], got " + std::to_string(n));
     fastconv::set_num_threads(n);
   });
+  m.def(
+      "set_thread_num_threads",
+      [](int n) {
+        require(n >= 0 && n <= fastconv::kMaxThreads,
+                "thread_num_threads must be in [0, " + std::to_string(fastconv::kMaxThreads) +
+                    "] (0: the process setting), got " + std::to_string(n));
+        fastconv::set_thread_num_threads(n);
+      },
+      py::arg("n"));
   m.def("has_openmp", &fastconv::have_openmp);
   m.def(
       "fma_peak_gflops",

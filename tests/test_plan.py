@@ -216,9 +216,10 @@ def test_bound_inference_equals_the_steps(fuse, rng):
     plan = model._execution_plan()
     assert set(plan._runners) == {(5, 17, 16, 3), (2, 17, 16, 3)}
     calls = plan._runners[(5, 17, 16, 3)]
-    bound = [c for c in calls if not c.__qualname__.startswith("_unbound")]
-    assert len(calls) == len(plan.steps) - 1
-    assert len(bound) == 4  # the relu and linear convs (+pool), the strided conv, flatten
+    bound = [c for c in calls if not getattr(c, "unbound", False)]
+    assert len(calls) == len(plan.steps)
+    # rescaling, the relu and linear convs (+pool), the strided conv, flatten, dense
+    assert len(bound) == 6 and not plan.all_bound((5, 17, 16, 3))
     loss = model.evaluate(x, y, batch_size=12, verbose=0)
     probs = _through_steps(model, x, 12)
     np.testing.assert_allclose(loss, -np.log(probs[np.arange(12), y]).mean(), rtol=1e-5)
@@ -283,3 +284,110 @@ def test_bound_inference_follows_layer_changes_and_user_layers(rng):
             model.layers[3].activation = "linear"
         expected = _through_steps(model, x, 3)
         np.testing.assert_allclose(model.predict(x, batch_size=3, verbose=0), expected, 1e-6, 1e-6)
+
+
+class _Recorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        self.events.append(("begin", batch))
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.events.append(("end", batch, np.array(logs["outputs"], copy=True)))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_predict_in_teams_equals_one_batch_at_a_time(threads, rng, monkeypatch):
+    """With 2+ threads, predict runs two batches at once on teams of threads once every step of
+    the model is bound: the same predictions and callbacks (each pair's begins, then its ends,
+    with that batch's outputs) as one batch at a time; the kernels' thread count is the
+    process setting again afterwards, on every thread."""
+    from fastconv import _core
+    from fastconv.models import batch_teams
+
+    keras.set_random_seed(3)
+    model = mnist_convnet()
+    x = rng.random((7 * 4 + 3, 28, 28, 1)).astype(np.float32)  # 7 full batches of 4, one of 3
+    previous = keras.get_num_threads()
+    keras.set_num_threads(threads)
+    try:
+        at_once, real_run = [], batch_teams.Teams.run
+
+        def spy(self, fn, xs, together):
+            at_once.append(together and self.count > 1)
+            return real_run(self, fn, xs, together)
+
+        monkeypatch.setattr(batch_teams.Teams, "run", spy)
+        runs = {}
+        for teams in (1, 2):
+            monkeypatch.setattr(batch_teams, "MAX_TEAMS", teams)
+            recorder = _Recorder()
+            runs[teams] = (
+                model.predict(x, batch_size=4, verbose=0, callbacks=[recorder]),
+                recorder,
+            )
+            assert model._execution_plan().all_bound((4, 28, 28, 1))
+            assert _core.get_num_threads() == threads
+        assert sum(at_once) == (
+            4 if threads > 1 else 0
+        )  # every pair: the first run bound both shapes
+        np.testing.assert_allclose(runs[2][0], runs[1][0], rtol=1e-6, atol=1e-7)
+        one, two = runs[1][1].events, runs[2][1].events
+        assert [e[:2] for e in one] == [(k, b) for b in range(8) for k in ("begin", "end")]
+        # in pairs: each pair's begins, then its ends
+        expected_two = [(k, b) for p in (0, 2, 4, 6) for k in ("begin", "end") for b in (p, p + 1)]
+        assert [e[:2] for e in two] == (expected_two if threads > 1 else [e[:2] for e in one])
+        ends = {e[1]: e[2] for e in two if e[0] == "end"}
+        for b in range(8):
+            np.testing.assert_allclose(ends[b], runs[1][0][4 * b : 4 * b + 4], 1e-6, 1e-7)
+    finally:
+        keras.set_num_threads(previous)
+
+
+def test_predict_in_teams_reports_a_teams_error(rng, monkeypatch):
+    """An exception in the team running the second batch of a pair reaches the caller, and the
+    thread count is restored."""
+    from fastconv import _core
+    from fastconv.models import batch_teams
+
+    model = mnist_convnet()
+    keras.set_num_threads(2)
+    monkeypatch.setattr(batch_teams, "MAX_TEAMS", 2)
+    plan = model._execution_plan()
+    real = plan.predict_batch
+    calls = []
+
+    def failing_second(x):
+        calls.append(1)
+        if len(calls) == 3:  # the second batch of the first pair
+            raise ArithmeticError("boom")
+        return real(x)
+
+    monkeypatch.setattr(plan, "predict_batch", failing_second)
+    x = rng.random((12, 28, 28, 1)).astype(np.float32)
+    with pytest.raises(ArithmeticError, match="boom"):
+        model.predict(x, batch_size=4, verbose=0)
+    assert _core.get_num_threads() == 2
+
+
+def test_thread_num_threads_is_per_thread():
+    import threading
+
+    from fastconv import _core
+
+    keras.set_num_threads(2)
+    seen = []
+
+    def in_thread():
+        _core.set_thread_num_threads(1)
+        seen.append(_core.get_num_threads())
+
+    worker = threading.Thread(target=in_thread)
+    worker.start()
+    worker.join()
+    assert seen == [1] and _core.get_num_threads() == 2
+    for bad in (-1, 10**6):
+        with pytest.raises(ValueError, match="thread_num_threads"):
+            _core.set_thread_num_threads(bad)

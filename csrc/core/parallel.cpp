@@ -36,6 +36,7 @@ std::atomic<unsigned>& settings_generation() {
 }
 
 thread_local unsigned adopted_generation = 0;
+thread_local int own_thread_count = 0;  // set_thread_num_threads; 0: the process setting
 
 // libgomp is not fork-safe: a child forked after a team of worker threads existed waits forever
 // for those threads (which the child does not have) at its first parallel region. Once a team
@@ -77,6 +78,7 @@ void set_min_thread_nanos(double nanos) {
 
 int num_threads() {
   if (in_forked_child.load(std::memory_order_relaxed)) return 1;
+  if (own_thread_count > 0) return own_thread_count;
 #if defined(FASTCONV_HAVE_OPENMP)
   const unsigned generation = settings_generation().load(std::memory_order_acquire);
   if (adopted_generation != generation) {
@@ -97,6 +99,10 @@ void set_num_threads(int n) {
                             std::memory_order_relaxed);
   settings_generation().fetch_add(1, std::memory_order_release);
   num_threads();  // adopt it on this thread now, so OpenMP's own query sees it at once
+}
+
+void set_thread_num_threads(int n) {
+  own_thread_count = n < 0 ? 0 : n > kMaxThreads ? kMaxThreads : n;
 }
 
 void note_team_started() { team_started.store(true, std::memory_order_relaxed); }

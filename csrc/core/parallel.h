@@ -20,6 +20,9 @@ constexpr int kMaxThreads = 4096;
 // set_num_threads sets for every thread (see parallel.cpp); 1 in a child forked after a team ran.
 int num_threads();
 void set_num_threads(int n);
+// The calling thread's own count (0: the process setting above): predict runs whole batches on
+// teams of threads, each calling the kernels with its share (python/fastconv/models/trainer.py).
+void set_thread_num_threads(int n);
 // Called by parallel_region before a team starts: a child forked later runs single-threaded.
 void note_team_started();
 // Whether this process is a fork child that runs single-threaded (see parallel.cpp).

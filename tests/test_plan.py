@@ -298,81 +298,116 @@ class _Recorder(keras.callbacks.Callback):
         self.events.append(("end", batch, np.array(logs["outputs"], copy=True)))
 
 
+def _spy_on_batches(monkeypatch, model):
+    """(thread name, kernel thread count) of each predict_batch call of the model's plan."""
+    import threading
+
+    from fastconv import _core
+
+    plan, seen = model._execution_plan(), []
+    real = plan.predict_batch
+
+    def spy(x):
+        seen.append((threading.current_thread().name, _core.get_num_threads()))
+        return real(x)
+
+    monkeypatch.setattr(plan, "predict_batch", spy)
+    return seen
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_predict_in_teams_equals_one_batch_at_a_time(threads, rng, monkeypatch):
-    """With 2+ threads, predict runs two batches at once on teams of threads once every step of
-    the model is bound: the same predictions and callbacks (each pair's begins, then its ends,
-    with that batch's outputs) as one batch at a time; the kernels' thread count is the
-    process setting again afterwards, on every thread."""
+def test_predict_in_teams_equals_one_batch_at_a_time(threads, rng, monkeypatch, restore_threads):
+    """With 2+ threads, predict on arrays runs two batches at once on teams of threads once
+    every step is bound and the pair's shape has run alone with a team's threads: the same
+    predictions, and the callbacks see each pair's begins then its ends with that batch's
+    outputs; the kernels' thread count is the process setting again afterwards."""
     from fastconv import _core
     from fastconv.models import batch_teams
 
-    keras.set_random_seed(3)
-    model = mnist_convnet()
     x = rng.random((7 * 4 + 3, 28, 28, 1)).astype(np.float32)  # 7 full batches of 4, one of 3
-    previous = keras.get_num_threads()
     keras.set_num_threads(threads)
-    try:
-        at_once, real_run = [], batch_teams.Teams.run
-
-        def spy(self, fn, xs, together):
-            at_once.append(together and self.count > 1)
-            return real_run(self, fn, xs, together)
-
-        monkeypatch.setattr(batch_teams.Teams, "run", spy)
-        runs = {}
-        for teams in (1, 2):
-            monkeypatch.setattr(batch_teams, "MAX_TEAMS", teams)
-            recorder = _Recorder()
-            runs[teams] = (
-                model.predict(x, batch_size=4, verbose=0, callbacks=[recorder]),
-                recorder,
-            )
-            assert model._execution_plan().all_bound((4, 28, 28, 1))
-            assert _core.get_num_threads() == threads
-        assert sum(at_once) == (
-            4 if threads > 1 else 0
-        )  # every pair: the first run bound both shapes
-        np.testing.assert_allclose(runs[2][0], runs[1][0], rtol=1e-6, atol=1e-7)
-        one, two = runs[1][1].events, runs[2][1].events
-        assert [e[:2] for e in one] == [(k, b) for b in range(8) for k in ("begin", "end")]
-        # in pairs: each pair's begins, then its ends
-        expected_two = [(k, b) for p in (0, 2, 4, 6) for k in ("begin", "end") for b in (p, p + 1)]
-        assert [e[:2] for e in two] == (expected_two if threads > 1 else [e[:2] for e in one])
-        ends = {e[1]: e[2] for e in two if e[0] == "end"}
-        for b in range(8):
-            np.testing.assert_allclose(ends[b], runs[1][0][4 * b : 4 * b + 4], 1e-6, 1e-7)
-    finally:
-        keras.set_num_threads(previous)
+    runs = {}
+    for teams in (1, 2):
+        monkeypatch.setattr(batch_teams, "MAX_TEAMS", teams)
+        keras.set_random_seed(3)
+        model = mnist_convnet()  # a fresh plan: nothing bound yet
+        seen = _spy_on_batches(monkeypatch, model)
+        recorder = _Recorder()
+        y = model.predict(x, batch_size=4, verbose=0, callbacks=[recorder])
+        runs[teams] = (y, recorder.events, seen)
+        assert _core.get_num_threads() == threads
+    np.testing.assert_allclose(runs[2][0], runs[1][0], rtol=1e-6, atol=1e-7)
+    one, two, seen = runs[1][1], runs[2][1], runs[2][2]
+    assert [e[:2] for e in one] == [(k, b) for b in range(8) for k in ("begin", "end")]
+    if threads == 1:
+        assert [e[:2] for e in two] == [e[:2] for e in one]
+        assert all(name == "MainThread" for name, _ in seen)
+        return
+    # b0 binds alone; (1, 2) run alone with a team's threads; (3, 4), (5, 6) at once; b7 (a
+    # new shape) binds alone
+    pairs = [(k, b) for p in (1, 3, 5) for k in ("begin", "end") for b in (p, p + 1)]
+    assert [e[:2] for e in two] == [("begin", 0), ("end", 0), *pairs, ("begin", 7), ("end", 7)]
+    per_team = threads // 2
+    assert [t for name, t in seen if name.startswith("fastconv-team")] == [per_team, per_team]
+    main = [threads, per_team, per_team, per_team, per_team, threads]  # b7: a new shape
+    assert [t for name, t in seen if name == "MainThread"] == main
+    ends = {e[1]: e[2] for e in two if e[0] == "end"}
+    for b in range(8):
+        np.testing.assert_allclose(ends[b], runs[1][0][4 * b : 4 * b + 4], 1e-6, 1e-7)
 
 
-def test_predict_in_teams_reports_a_teams_error(rng, monkeypatch):
-    """An exception in the team running the second batch of a pair reaches the caller, and the
-    thread count is restored."""
-    from fastconv import _core
+@pytest.mark.parametrize("algorithm", ["auto", "deterministic"])
+def test_teams_give_every_batch_the_same_bits(algorithm, rng, monkeypatch, restore_threads):
+    """Identical batches give identical bits whichever team runs them: the teams' algorithms
+    were chosen once, by the pair that ran alone with a team's threads. (The first batch binds
+    the shape with all the threads: under "auto" its algorithms may differ; "deterministic"
+    gives every batch the same bits.)"""
     from fastconv.models import batch_teams
 
-    model = mnist_convnet()
     keras.set_num_threads(2)
     monkeypatch.setattr(batch_teams, "MAX_TEAMS", 2)
+    model = mnist_convnet()
+    seen = _spy_on_batches(monkeypatch, model)
+    x = np.tile(rng.random((8, 28, 28, 1)).astype(np.float32), (10, 1, 1, 1))
+    previous = keras.get_conv_algorithm()
+    keras.set_conv_algorithm(algorithm)
+    try:
+        y = model.predict(x, batch_size=8, verbose=0).reshape(10, 8, 10)
+    finally:
+        keras.set_conv_algorithm(previous)
+    assert any(name.startswith("fastconv-team") for name, _ in seen)
+    first = 0 if algorithm == "deterministic" else 1
+    for b in range(first + 1, 10):
+        assert np.array_equal(y[b], y[first]), f"batch {b}"
+
+
+def test_predict_in_teams_reports_a_teams_error(rng, monkeypatch, restore_threads):
+    """An exception in the other team's batch reaches the caller; the thread count is the
+    process setting again."""
+    import threading
+
+    from fastconv import _core
+    from fastconv.models import batch_teams
+
+    keras.set_num_threads(2)
+    monkeypatch.setattr(batch_teams, "MAX_TEAMS", 2)
+    model = mnist_convnet()
     plan = model._execution_plan()
     real = plan.predict_batch
-    calls = []
 
-    def failing_second(x):
-        calls.append(1)
-        if len(calls) == 3:  # the second batch of the first pair
+    def failing_in_team(x):
+        if threading.current_thread().name.startswith("fastconv-team"):
             raise ArithmeticError("boom")
         return real(x)
 
-    monkeypatch.setattr(plan, "predict_batch", failing_second)
-    x = rng.random((12, 28, 28, 1)).astype(np.float32)
+    monkeypatch.setattr(plan, "predict_batch", failing_in_team)
+    x = rng.random((40, 28, 28, 1)).astype(np.float32)
     with pytest.raises(ArithmeticError, match="boom"):
         model.predict(x, batch_size=4, verbose=0)
     assert _core.get_num_threads() == 2
 
 
-def test_thread_num_threads_is_per_thread():
+def test_thread_num_threads_is_per_thread(restore_threads):
     import threading
 
     from fastconv import _core

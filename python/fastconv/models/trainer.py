@@ -24,7 +24,7 @@ from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..ops._buffers import BufferPool
 from ..runtime import get_num_threads
-from .batch_teams import Teams, groups_of
+from .batch_teams import predict_in_teams
 from .data_adapters import ArrayData, IterData, as_array, is_array_like
 from .plan import LossStep
 from .profile import Profile, profile_model
@@ -504,26 +504,25 @@ class Trainer:
         parts, pos = [], 0
         plan = self._execution_plan()
         plan.drop_tapes()
-        teams = Teams(get_num_threads())
-        try:
-            # Callbacks see each group's batch begins, then its batch ends, in order.
-            for group in groups_of(self._batches(data, "prediction", need_y=False), teams.count):
-                for step, _, _ in group:
-                    cbs.on_predict_batch_begin(step)
-                xs = [xb for _, xb, _ in group]
-                at_once = all(plan.all_bound(xb.shape) for xb in xs)
-                for (step, xb, _), yb in zip(group, teams.run(plan.predict_batch, xs, at_once)):
-                    ys = yb if several else [yb]
-                    if outs is not None:
-                        for out, y in zip(outs, ys):
-                            out[pos : pos + len(y)] = y
-                        pos += len(xb)
-                    else:
-                        parts.append([np.array(y, dtype=np.float32, copy=True) for y in ys])
-                    cbs.on_predict_batch_end(step, {"outputs": yb})
-                    bar.update({})
-        finally:
-            teams.close()
+        # Arrays whose batches every step binds run two at a time on teams of threads; the
+        # callbacks then see a pair's begins, then its ends. Datasets run one batch at a time:
+        # a generator may wait for the last prediction.
+
+        def store(step, xb, yb):
+            nonlocal pos
+            ys = yb if several else [yb]
+            if outs is not None:
+                for out, y in zip(outs, ys):
+                    out[pos : pos + len(y)] = y
+                pos += len(xb)
+            else:
+                parts.append([np.array(y, dtype=np.float32, copy=True) for y in ys])
+            cbs.on_predict_batch_end(step, {"outputs": yb})
+            bar.update({})
+
+        batches = self._batches(data, "prediction", need_y=False)
+        threads = get_num_threads() if outs is not None else 1
+        predict_in_teams(plan, batches, threads, cbs.on_predict_batch_begin, store)
         bar.close({})
         cbs.on_predict_end()
         if outs is None:

@@ -354,14 +354,20 @@ def test_predict_in_teams_equals_one_batch_at_a_time(threads, rng, monkeypatch, 
     ends = {e[1]: e[2] for e in two if e[0] == "end"}
     for b in range(8):
         np.testing.assert_allclose(ends[b], runs[1][0][4 * b : 4 * b + 4], 1e-6, 1e-7)
+    seen.clear()  # a second predict: full batches bound and ready, their pairs at once; the
+    # last pair holds the partial batch's shape, new to teams: it runs alone once
+    again = model.predict(x, batch_size=4, verbose=0)
+    np.testing.assert_allclose(again, runs[2][0], rtol=1e-6, atol=1e-7)
+    in_team = [name.startswith("fastconv-team") for name, _ in seen]
+    assert in_team == [False, True] * 3 + [False, False]
 
 
 @pytest.mark.parametrize("algorithm", ["auto", "deterministic"])
 def test_teams_give_every_batch_the_same_bits(algorithm, rng, monkeypatch, restore_threads):
     """Identical batches give identical bits whichever team runs them: the teams' algorithms
     were chosen once, by the pair that ran alone with a team's threads. (The first batch binds
-    the shape with all the threads: under "auto" its algorithms may differ; "deterministic"
-    gives every batch the same bits.)"""
+    the shape, and a lone last batch runs, with all the threads: under "auto" their algorithms
+    may differ; "deterministic" gives every batch the same bits.)"""
     from fastconv.models import batch_teams
 
     keras.set_num_threads(2)
@@ -376,9 +382,10 @@ def test_teams_give_every_batch_the_same_bits(algorithm, rng, monkeypatch, resto
     finally:
         keras.set_conv_algorithm(previous)
     assert any(name.startswith("fastconv-team") for name, _ in seen)
-    first = 0 if algorithm == "deterministic" else 1
-    for b in range(first + 1, 10):
-        assert np.array_equal(y[b], y[first]), f"batch {b}"
+    # under auto, batch 0 (binding) and batch 9 (alone, last) run with both threads
+    batches = range(10) if algorithm == "deterministic" else range(1, 9)
+    for b in batches:
+        assert np.array_equal(y[b], y[batches[0]]), f"batch {b}"
 
 
 def test_predict_in_teams_reports_a_teams_error(rng, monkeypatch, restore_threads):

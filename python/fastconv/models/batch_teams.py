@@ -11,7 +11,8 @@ Each team runs in a copy of the caller's context (NumPy's error state holds ther
 buffer pool of its own (the memory plan: pools are not shared between threads). The first time
 a shape runs in teams, the caller runs it alone with a team's thread count first, so that
 "auto" measures its convolution algorithms once, undisturbed, and every team then runs the same
-ones: a batch's result does not depend on the team that ran it.
+ones: a batch's result does not depend on the team that ran it (a lone last batch runs with
+all the threads, and the first batch of a shape binds it with all the threads).
 """
 
 from __future__ import annotations
@@ -36,26 +37,24 @@ class Teams:
     runs the same algorithms (a thread an odd split leaves over idles); the calling thread is
     the first."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, ready: set[tuple[tuple[int, ...], int]]) -> None:
+        """``ready``: the (shape, threads per team) that have run as a pair alone, kept by the
+        caller between calls (auto's choices are kept for the process)."""
         self.count = max(1, min(MAX_TEAMS, threads))
         self.threads_per_team = max(1, threads // self.count)
         self._pool: ThreadPoolExecutor | None = None
         self._buffers = BufferPool()  # the other team's memory plan
-        self._shapes_run: set[tuple[int, ...]] = set()
+        self._ready = ready
 
     def run(self, fn: Callable[[np.ndarray], Any], xs: list[np.ndarray]) -> list[Any]:
         """``[fn(x) for x in xs]``, each x on a team of its own, at once (at most ``count``)."""
-        if len(xs) == 1:  # a lone batch: with a team's threads if its shape ran in teams
-            ran = xs[0].shape in self._shapes_run  # (the same algorithms: the same bits)
-            with _own_thread_count(self.threads_per_team if ran else 0):
-                return [fn(xs[0])]
-        if self.count < 2 or not self._start():
-            return [fn(x) for x in xs]
-        new = [x.shape for x in xs if x.shape not in self._shapes_run]
+        if len(xs) < 2 or self.count < 2 or not self._start():
+            return [fn(x) for x in xs]  # a lone batch (the last) with all the threads
+        new = {(x.shape, self.threads_per_team) for x in xs} - self._ready
         if new:  # one after the other, with a team's threads: auto measures undisturbed
             with _own_thread_count(self.threads_per_team):
                 results = [fn(x) for x in xs]
-            self._shapes_run.update(new)
+            self._ready.update(new)
             return results
         assert self._pool is not None
         with _own_thread_count(self.threads_per_team):
@@ -106,7 +105,7 @@ def predict_in_teams(
     """predict's batches ``(step, x, _)`` through ``plan.predict_batch``, two at once on teams
     of ``threads`` where the plan has bound every step for both: ``begin(step)`` as each batch
     is taken, ``end(step, x, y)`` in order as the results come."""
-    teams = Teams(threads)
+    teams = Teams(threads, plan.team_ready)
     pending: list[tuple[int, np.ndarray, Any]] = []
 
     def run_pending() -> None:

@@ -234,6 +234,8 @@ class ExecutionPlan:
         self.has_tape = False  # whether the steps hold what a backward pass reads
         self.observer: StepObserver | None = None  # the profile's timer, when one runs
         self._runners: dict[tuple[int, ...], list[Callable[[np.ndarray], np.ndarray]]] = {}
+        # (shape, threads per team) that predict's teams have run as a pair alone (batch_teams)
+        self.team_ready: set[tuple[tuple[int, ...], int]] = set()
         self.outputs = tuple(outputs) if outputs is not None else (len(chain) - 1,)
         self.steps: list[Any] = []
         self._step_of: dict[int, int] = {}  # chain position of a step's last layer -> step

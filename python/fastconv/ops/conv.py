@@ -88,11 +88,36 @@ def conv2d(
     """2-D convolution of NHWC ``x`` with a (kh, kw, in, out) kernel, optional bias, fused ReLU."""
     plan = _ConvPlan(x, kernel, strides, padding, dilation_rate)
     relu_fused = _activation(activation)
-    b = plan.checked_bias(bias)
+    return _forward(plan, plan.x, plan.kernel, plan.checked_bias(bias), relu_fused)
+
+
+def _forward(plan: _ConvPlan, x, kernel, b, relu: bool) -> np.ndarray:
+    """conv2d's output for inputs of ``plan``'s shapes and a checked bias ``b`` (conv2d, and
+    bind_conv2d's calls)."""
     y = _empty(plan.out_shape, "conv2d output")
     if y.size:
-        _core.conv2d_forward(_f32(plan.x), _f32(plan.kernel), b, y, *plan.args(), relu_fused)
+        _core.conv2d_forward(_f32(x), _f32(kernel), b, y, *plan.args(), relu)
     return y
+
+
+def _forward_max_pool(
+    plan: _ConvPlan, x, kernel, b, relu: bool, pool, pooled_shape, y=None, argmax=None
+) -> np.ndarray:
+    """conv2d_max_pool's pooled output for inputs of ``plan``'s shapes and a checked bias
+    ``b``, filling ``y`` (the conv output) and ``argmax`` when given (conv2d_max_pool, and
+    bind_conv2d's calls)."""
+    pooled = _empty(pooled_shape, "max_pool2d output")
+    # Where the conv output is not kept and the two passes run (no pooled Winograd), it goes
+    # to a buffer of the model's memory plan inside its steps: reused, and released with it.
+    scratch = None
+    if y is None and plan.kernel.shape[2] > _core.few_channel_max:
+        scratch = _empty(plan.out_shape, "conv2d_max_pool scratch")
+    if pooled.size or (y is not None and y.size):
+        _core.conv2d_forward_max_pool(
+            _f32(x), _f32(kernel), b, y, pooled, plan.out_shape[1:3], *plan.args(), pool, relu,
+            argmax, scratch,
+        )  # fmt: skip
+    return pooled
 
 
 def _tiling_pool(conv_out_shape, pool_size, what):
@@ -136,29 +161,13 @@ def conv2d_max_pool(
     relu_fused = _activation(activation)
     b = plan.checked_bias(bias)
     pool, (ph, pw) = _tiling_pool(plan.out_shape, pool_size, "conv2d_max_pool")
-    pooled = _empty((plan.out_shape[0], ph, pw, plan.out_shape[3]), "max_pool2d output")
+    pooled_shape = (plan.out_shape[0], ph, pw, plan.out_shape[3])
     keep_conv_output = keep_conv_output and not return_argmax
     y = _empty(plan.out_shape, "conv2d output") if keep_conv_output else None
-    argmax = _empty(pooled.shape, "conv2d_max_pool argmax", np.uint8) if return_argmax else None
-    # Where the conv output is not kept and the two passes run (no pooled Winograd), it goes
-    # to a buffer of the model's memory plan inside its steps: reused, and released with it.
-    scratch = None
-    if y is None and plan.kernel.shape[2] > _core.few_channel_max:
-        scratch = _empty(plan.out_shape, "conv2d_max_pool scratch")
-    if pooled.size or (y is not None and y.size):
-        _core.conv2d_forward_max_pool(
-            _f32(plan.x),
-            _f32(plan.kernel),
-            b,
-            y,
-            pooled,
-            plan.out_shape[1:3],
-            *plan.args(),
-            pool,
-            relu_fused,
-            argmax,
-            scratch,
-        )
+    argmax = _empty(pooled_shape, "conv2d_max_pool argmax", np.uint8) if return_argmax else None
+    pooled = _forward_max_pool(
+        plan, plan.x, plan.kernel, b, relu_fused, pool, pooled_shape, y, argmax
+    )
     return (argmax, pooled) if return_argmax else (y, pooled)
 
 
@@ -187,28 +196,19 @@ def bind_conv2d(
         dilation_rate,
     )
     relu = _activation(activation)
-    args = plan.args()
     conv_shape = plan.out_shape
     if pool_size is None:
 
         def conv(x, kernel, bias):
-            y = _empty(conv_shape, "conv2d output")
-            _core.conv2d_forward(_f32(x), _f32(kernel), plan.checked_bias(bias), y, *args, relu)
-            return y
+            return _forward(plan, x, kernel, plan.checked_bias(bias), relu)
 
         return conv, conv_shape
     pool, (ph, pw) = _tiling_pool(conv_shape, pool_size, "conv2d_max_pool")
     pooled_shape = (conv_shape[0], ph, pw, conv_shape[3])
-    few_channels = kernel_shape[2] <= _core.few_channel_max
 
     def conv_max_pool(x, kernel, bias):
-        pooled = _empty(pooled_shape, "max_pool2d output")
-        scratch = None if few_channels else _empty(conv_shape, "conv2d_max_pool scratch")
-        _core.conv2d_forward_max_pool(
-            _f32(x), _f32(kernel), plan.checked_bias(bias), None, pooled, conv_shape[1:3], *args,
-            pool, relu, None, scratch,
-        )  # fmt: skip
-        return pooled
+        b = plan.checked_bias(bias)
+        return _forward_max_pool(plan, x, kernel, b, relu, pool, pooled_shape)
 
     return conv_max_pool, pooled_shape
 

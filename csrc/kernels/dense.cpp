@@ -52,43 +52,37 @@ void dense_forward_few_units(const KernelTable& kt, int64_t batch, int64_t in, i
 
 // dkernel_t[o, i] = sum_b dy[b, o] x[b, i] and dx[b, i] = sum_o dy[b, o] kernel_t[o, i], both
 // with the row-pointer microkernel, vectors running along i: no panel of padding columns. Its
-// MR-value reads along dy's units (and dy^T's batch) come from copies padded to MR. Threads
-// split the `in` columns, so nothing needs reducing.
+// reads along dy's units come from dy's rows, along the batch from a transposed copy of dy.
+// Threads split the `in` columns, so nothing needs reducing.
 void dense_backward_few_units(const KernelTable& kt, int64_t batch, int64_t in, int64_t out,
                               const float* x, const float* kernel, const float* dy, float* dx,
                               float* dkernel) {
-  const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
+  const int mr = kt.rowgemm[0].mr, nr = kt.rowgemm[0].nr;
   const float* kernel_t = dx ? transposed_kernel(in, out, kernel) : nullptr;
-  const int64_t out_pad = (out + mr - 1) / mr * mr, batch_pad = (batch + mr - 1) / mr * mr;
   float* dkernel_t = thread_scratch(Scratch::kPartial, static_cast<size_t>(in * out));
-  float* dy_copies =
-      thread_scratch(Scratch::kPackA, static_cast<size_t>(batch * out_pad + out * batch_pad));
-  float* dy_pad = dy_copies;                  // batch x out_pad
-  float* dy_t = dy_copies + batch * out_pad;  // out x batch_pad
-  std::fill(dy_copies, dy_copies + batch * out_pad + out * batch_pad, 0.0f);
+  float* dy_t = thread_scratch(Scratch::kPackA, static_cast<size_t>(out * batch));  // out x batch
   for (int64_t b = 0; b < batch; ++b)
-    for (int64_t o = 0; o < out; ++o)
-      dy_pad[b * out_pad + o] = dy_t[o * batch_pad + b] = dy[b * out + o];
+    for (int64_t o = 0; o < out; ++o) dy_t[o * batch + b] = dy[b * out + o];
   std::vector<const float*> rows(static_cast<size_t>(2 * batch + 2 * out));
-  const float** dy_rows = rows.data();          // [b] -> dy_pad row
+  const float** dy_rows = rows.data();          // [b] -> dy row
   const float** x_rows = dy_rows + batch;       // [b] -> x row
   const float** dy_t_rows = x_rows + batch;     // [o] -> dy_t row
   const float** kernel_rows = dy_t_rows + out;  // [o] -> kernel_t row
-  for (int64_t b = 0; b < batch; ++b) dy_rows[b] = dy_pad + b * out_pad, x_rows[b] = x + b * in;
+  for (int64_t b = 0; b < batch; ++b) dy_rows[b] = dy + b * out, x_rows[b] = x + b * in;
   for (int64_t o = 0; o < out; ++o)
-    dy_t_rows[o] = dy_t + o * batch_pad, kernel_rows[o] = kernel_t ? kernel_t + o * in : nullptr;
+    dy_t_rows[o] = dy_t + o * batch, kernel_rows[o] = kernel_t ? kernel_t + o * in : nullptr;
   const int64_t blocks = (in + nr - 1) / nr;
   const double nanos = 0.01 * 2.0 * nr * batch * out * (dx ? 2 : 1);
   parallel_for_range(blocks, nanos, [&](int64_t k0, int64_t k1) {
     for (int64_t i0 = k0 * nr; i0 < std::min(in, k1 * nr); i0 += nr) {
       const int cols = static_cast<int>(std::min<int64_t>(nr, in - i0));
       for (int64_t o0 = 0; o0 < out; o0 += mr)
-        kt.rowgemm_microkernel(batch, dy_rows, o0, x_rows, i0, dkernel_t + o0 * in + i0, in,
-                               static_cast<int>(std::min<int64_t>(mr, out - o0)), cols, false);
+        kt.rowgemm[0].run(batch, dy_rows, o0, x_rows, i0, dkernel_t + o0 * in + i0, in,
+                          static_cast<int>(std::min<int64_t>(mr, out - o0)), cols, false);
       if (!dx) continue;
       for (int64_t b0 = 0; b0 < batch; b0 += mr)
-        kt.rowgemm_microkernel(out, dy_t_rows, b0, kernel_rows, i0, dx + b0 * in + i0, in,
-                               static_cast<int>(std::min<int64_t>(mr, batch - b0)), cols, false);
+        kt.rowgemm[0].run(out, dy_t_rows, b0, kernel_rows, i0, dx + b0 * in + i0, in,
+                          static_cast<int>(std::min<int64_t>(mr, batch - b0)), cols, false);
     }
   });
   for (int64_t i = 0; i < in; ++i)

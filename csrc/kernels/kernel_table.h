@@ -24,11 +24,25 @@ using IgemmMicrokernel = void (*)(int64_t taps, int64_t channels, const float* c
                                   bool stream);
 
 // Row-pointer GEMM for the convolution weight gradient:
-// c[i*ldc + j] (+)= sum_k a_rows[k][a_offset + i] * b_rows[k][b_offset + j], skipping k where
-// a_rows[k] is null (a tap in the padding). Needs MR readable values at every a row.
+// c[i*ldc + j] (+)= sum_k a_rows[k][a_offset + i] * b_rows[k][b_offset + j] for i < mr, j < nr,
+// skipping k where a_rows[k] is null (a tap in the padding). Reads no value past the mr-th of an
+// a row or the nr-th of a b row.
 using RowGemmMicrokernel = void (*)(int64_t kc, const float* const* a_rows, int64_t a_offset,
                                     const float* const* b_rows, int64_t b_offset, float* c,
                                     int64_t ldc, int mr, int nr, bool accumulate);
+
+// A row GEMM tile: up to mr rows by nr columns per call.
+struct RowGemmTile {
+  int mr;
+  int nr;
+  RowGemmMicrokernel run;
+};
+
+// The row GEMM tiles of every table, in this order: the weight gradient's algorithm list has one
+// entry per tile ("rowgemm", "rowgemm_tall") and auto times them on the CPU at hand, because which
+// is fastest depends on its FMA ports and cache bandwidth, not on the ISA alone. The tall tile has
+// more rows (fewer loads of dy per multiply-add, more accumulators).
+constexpr int kRowGemmTiles = 2;
 
 struct KernelTable {
   const char* isa;
@@ -52,13 +66,12 @@ struct KernelTable {
   // dy_taps[t][k * out_c + co] * w_taps[t][ci * out_c + co].
   void (*small_depth_dx)(int in_c, int64_t count, int taps, const float* const* dy_taps,
                          const float* const* w_taps, int64_t out_c, float* dx);
-  int rowgemm_mr;
-  int rowgemm_nr;
-  RowGemmMicrokernel rowgemm_microkernel;
-  // The weight gradient of layers whose channels rowgemm cannot tile (images' 1 to 4), read in
-  // place from the image:
+  // The first is the default (dense layers' gradients, Winograd's weight gradient).
+  RowGemmTile rowgemm[kRowGemmTiles];
+  // The weight gradient of layers with few channels (images' 1 to 4), read in place from the
+  // image:
   // sums[i][j] += sum over count pixels k of elems[i][k * step] * dy[k * dy_step + j], for
-  // `rows` (1 to patch_gradient_max_rows) patch elements and nr (up to rowgemm_nr) filters.
+  // `rows` (1 to patch_gradient_max_rows) patch elements and nr (up to rowgemm[0].nr) filters.
   int patch_gradient_max_rows;
   void (*patch_gradient_rows)(int rows, int64_t count, const float* const* elems, int64_t step,
                               const float* dy, int64_t dy_step, float* sums, int64_t ld, int nr);

@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import _core
 from ._cli_pretrained import add_pretrained_arguments, check_pretrained_arguments, train_pretrained
 from ._cli_subset import _add_make_subset, cmd_make_subset, make_subset, subset_plan  # noqa: F401
 from ._cli_types import (
@@ -37,17 +38,8 @@ from ._cli_types import (
     threads,
 )
 
-CONV_ALGORITHMS = (
-    "auto",
-    "direct",
-    "deterministic",
-    "few_channel",
-    "winograd",
-    "igemm",
-    "col2im",
-    "rowgemm",
-    "patches",
-)
+# "auto", "direct", "deterministic", then every pass's algorithms: the core's own list.
+CONV_ALGORITHMS = tuple(_core.conv_algorithm_settings())
 
 
 # --------------------------------------------------------------------------------------- info
@@ -401,7 +393,7 @@ def _add_train(sub):
             metavar="NAME",
             help="convolution algorithm: auto (measured per layer shape), direct (auto "
             "without Winograd), deterministic (never measured: the same in every run) or one "
-            "of few_channel, winograd, igemm, col2im, rowgemm, patches (default: %(default)s; "
+            f"of {', '.join(CONV_ALGORITHMS[3:])} (default: %(default)s; "
             "see fastconv.set_conv_algorithm)",
         )
 

@@ -70,9 +70,11 @@ def set_conv_algorithm(name: str) -> None:
       ``winograd`` (F(2x2, 3x3): 3x3, stride 1, no dilation), ``igemm`` (indirect GEMM, any);
     - input gradient: ``few_channel`` (1-4 input channels, stride 1), ``winograd``, ``col2im``
       (GEMM over output pixels and a scatter, any), ``igemm`` (transposed indirect GEMM, any);
-    - weight gradient: ``rowgemm`` (row-pointer GEMM, input channels a multiple of its tile
-      height: 4 on AVX2 and the portable path, 8 on AVX-512), ``winograd`` (also that multiple),
-      ``patches`` (patch sums read in place, any).
+    - weight gradient: ``packed`` (each tap's patches and dy packed into panels for the GEMM
+      microkernel, any), ``rowgemm`` and ``rowgemm_tall`` (row-pointer GEMM with the ISA's two
+      tile heights, 4 and 6 rows on AVX2, 8 and 14 on AVX-512, any), ``winograd``, ``patches``
+      (patch sums read in place, any). Which tile is fastest depends on the CPU's FMA ports and
+      cache bandwidth, so auto measures them rather than an ISA rule choosing.
 
     ``"auto"`` times every algorithm that can take a call's problem the first time its (pass,
     shape without the batch size, thread count, ISA) is met, on that call (the output is the

@@ -48,14 +48,6 @@ std::string winograd_cannot_take(const KernelTable&, const Conv2dShape& s) {
   return "";
 }
 
-std::string winograd_weight_cannot_take(const KernelTable& kt, const Conv2dShape& s) {
-  std::string why = winograd_cannot_take(kt, s);
-  if (why.empty() && s.in_c % kt.rowgemm_mr != 0)
-    why = "Winograd's weight gradient needs input channels a multiple of " +
-          std::to_string(kt.rowgemm_mr) + " (the " + kt.isa + " row GEMM tile)";
-  return why;
-}
-
 std::string few_channel_cannot_take(const KernelTable&, const Conv2dShape& s) {
   if (s.in_c > kSmallDepthChannels) return "the few-channel path takes 1 to 4 input channels";
   return "";
@@ -66,11 +58,11 @@ std::string few_channel_dx_cannot_take(const KernelTable& kt, const Conv2dShape&
   return few_channel_cannot_take(kt, s);
 }
 
-std::string rowgemm_cannot_take(const KernelTable& kt, const Conv2dShape& s) {
-  if (s.in_c % kt.rowgemm_mr != 0)
-    return "the row GEMM needs input channels a multiple of " + std::to_string(kt.rowgemm_mr) +
-           " (its " + kt.isa + " tile)";
-  return "";
+// The weight gradient's row GEMM with the table's tile number Tile (see kRowGemmTiles).
+template <int Tile>
+bool run_rowgemm(const KernelTable& kt, const Conv2dShape& s, const ConvOperands& o) {
+  backward_weight_rowgemm(kt, kt.rowgemm[Tile], s, o.x, o.dy, o.out, o.dbias);
+  return true;
 }
 
 // The lists, in order of preference: where the choice is not measured (a forced algorithm's
@@ -115,12 +107,14 @@ const Algorithm kInputGradient[] = {
 };
 
 const Algorithm kWeightGradient[] = {
-    {"rowgemm", false, rowgemm_cannot_take,
+    {"packed", false, takes_any,
      [](const KernelTable& kt, const Conv2dShape& s, const ConvOperands& o) {
-       backward_weight_rowgemm(kt, s, o.x, o.dy, o.out, o.dbias);
+       backward_weight_packed(kt, s, o.x, o.dy, o.out, o.dbias);
        return true;
      }},
-    {"winograd", true, winograd_weight_cannot_take,
+    {"rowgemm", false, takes_any, run_rowgemm<0>},
+    {"rowgemm_tall", false, takes_any, run_rowgemm<1>},
+    {"winograd", true, winograd_cannot_take,
      [](const KernelTable& kt, const Conv2dShape& s, const ConvOperands& o) {
        return backward_weight_winograd(kt, s, o.x, o.dy, o.out, o.dbias);
      }},

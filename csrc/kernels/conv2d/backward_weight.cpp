@@ -1,4 +1,4 @@
-// The weight gradient: row-pointer GEMM, patch sums read in place, Winograd.
+// The weight gradient: row-pointer GEMM, packed GEMM, patch sums read in place, Winograd.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -21,11 +21,11 @@ namespace {
 // one tap at a time with row pointers: padding taps are skipped, nothing is packed. With dbias,
 // also dbias[co] += the sum of dy[p, co], a chunk of pixels at a time while its dy rows are in
 // cache (a pass of its own would read all of dy from memory again: 62 MB for B.conv2).
-void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const float* x,
-                          const float* dy, int64_t begin, int64_t end, int64_t co_begin,
-                          int64_t co_end, float* dkernel, float* dbias) {
+void weight_gradient_rows(const KernelTable& kt, const RowGemmTile& tile, const Conv2dShape& s,
+                          const float* x, const float* dy, int64_t begin, int64_t end,
+                          int64_t co_begin, int64_t co_end, float* dkernel, float* dbias) {
   constexpr int64_t kChunk = 256;
-  const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
+  const int mr = tile.mr, nr = tile.nr;
   const int64_t taps = s.kernel_h * s.kernel_w, in_c = s.in_c, out_c = s.out_c;
   const TapGather g = forward_gather(s, x);
   thread_local std::vector<const float*> a_rows_storage, b_rows_storage;
@@ -54,9 +54,75 @@ void weight_gradient_rows(const KernelTable& kt, const Conv2dShape& s, const flo
       const int64_t p = t / tap_step, shift = (t % tap_step) * in_c;
       for (int64_t ci = 0; ci < in_c; ci += mr)
         for (int64_t co = co_begin; co < co_end; co += nr)
-          kt.rowgemm_microkernel(kc, a_rows + p * kChunk, ci + shift, b_rows, co,
-                                 dkernel + (t * in_c + ci) * out_c + co, out_c, mr,
-                                 static_cast<int>(std::min<int64_t>(nr, co_end - co)), true);
+          tile.run(kc, a_rows + p * kChunk, ci + shift, b_rows, co,
+                   dkernel + (t * in_c + ci) * out_c + co, out_c,
+                   static_cast<int>(std::min<int64_t>(mr, in_c - ci)),
+                   static_cast<int>(std::min<int64_t>(nr, co_end - co)), true);
+    }
+    if (dbias)
+      kt.add_rows(kc, co_end - co_begin, dy + c0 * out_c + co_begin, out_c, dbias + co_begin, 0);
+  }
+}
+
+// The same sums as a packed GEMM per tap: a chunk of pixels' dy is packed once into NR-column
+// strips and each tap's x values into MR-row panels (zeros in the padding), then the table's
+// GEMM microkernel runs on contiguous panels. The row GEMM reads dy rows out_c floats apart and
+// x pixels in_c floats apart: powers of two that put a call's 256 rows into a few cache sets
+// (B.conv5's 1 KB stride uses 4 of the 64 sets of a 32 KB L1), so its loads come from L2.
+void weight_gradient_packed(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                            const float* dy, int64_t begin, int64_t end, int64_t co_begin,
+                            int64_t co_end, float* dkernel, float* dbias) {
+  const int mr = kt.gemm_mr, nr = kt.gemm_nr;
+  // A strip of dy (chunk x nr floats, 16 KB) stays in L1 while the x panels stream past it.
+  const int64_t chunk = std::max(64, 4096 / nr);
+  const int64_t taps = s.kernel_h * s.kernel_w, in_c = s.in_c, out_c = s.out_c;
+  const int64_t panels = (in_c + mr - 1) / mr, strips = (co_end - co_begin + nr - 1) / nr;
+  float* a_pack = thread_scratch(Scratch::kPackA, static_cast<size_t>(chunk * panels * mr));
+  float* b_pack = thread_scratch(Scratch::kPackB, static_cast<size_t>(chunk * strips * nr));
+  const TapGather g = forward_gather(s, x);
+  thread_local std::vector<const float*> sources_storage;
+  sources_storage.resize(static_cast<size_t>(taps * chunk));
+  const float** sources = sources_storage.data();  // [tap][k]; null in the padding
+  for (int64_t c0 = begin; c0 < end; c0 += chunk) {
+    const int64_t kc = std::min(chunk, end - c0);
+    TapGather::Cursor c = g.cursor(c0);
+    for (int64_t k = 0; k < kc; ++k, g.advance(c))
+      for (int64_t t = 0; t < taps; ++t)
+        sources[t * chunk + k] = g.source(c.n, c.y, c.x, t / s.kernel_w, t % s.kernel_w);
+    for (int64_t strip = 0; strip < strips; ++strip) {
+      const int64_t co = co_begin + strip * nr;
+      const int64_t cols = std::min<int64_t>(nr, co_end - co);
+      float* dst = b_pack + strip * chunk * nr;
+      for (int64_t k = 0; k < kc; ++k, dst += nr) {
+        const float* src = dy + (c0 + k) * out_c + co;
+        int64_t j = 0;
+        for (; j < cols; ++j) dst[j] = src[j];
+        for (; j < nr; ++j) dst[j] = 0.0f;
+      }
+    }
+    for (int64_t t = 0; t < taps; ++t) {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = sources[t * chunk + k];
+        float* dst = a_pack + k * mr;
+        // Copies of mr (4 to 12) floats: loops, not memcpy calls, which cost more than the copy.
+        for (int64_t ci = 0; ci < in_c; ci += mr, dst += chunk * mr) {
+          const int64_t rows = std::min<int64_t>(mr, in_c - ci);
+          int64_t i = 0;
+          if (src)
+            for (; i < rows; ++i) dst[i] = src[ci + i];
+          for (; i < mr; ++i) dst[i] = 0.0f;
+        }
+      }
+      for (int64_t strip = 0; strip < strips; ++strip) {
+        const int64_t co = co_begin + strip * nr;
+        const int cols = static_cast<int>(std::min<int64_t>(nr, co_end - co));
+        for (int64_t panel = 0; panel < panels; ++panel) {
+          const int64_t ci = panel * mr;
+          kt.gemm_microkernel(kc, a_pack + panel * chunk * mr, b_pack + strip * chunk * nr,
+                              dkernel + (t * in_c + ci) * out_c + co, out_c,
+                              static_cast<int>(std::min<int64_t>(mr, in_c - ci)), cols, true);
+        }
+      }
     }
     if (dbias)
       kt.add_rows(kc, co_end - co_begin, dy + c0 * out_c + co_begin, out_c, dbias + co_begin, 0);
@@ -80,16 +146,15 @@ void weight_gradient_patches(const KernelTable& kt, const Conv2dShape& s, const 
   sums.finish(dkernel, dbias);
 }
 
-}  // namespace
-
-// The row-pointer algorithm (input channels a multiple of the kernel table's rowgemm_mr).
-void backward_weight_rowgemm(const KernelTable& kt, const Conv2dShape& s, const float* x,
-                             const float* dy, float* dkernel, float* dbias) {
+// Threads share the weight gradient's sums: chunk(begin, end, co_begin, co_end, dkernel, dbias)
+// adds pixels [begin, end) of filters [co_begin, co_end) to dkernel (and dbias when not null).
+template <typename Chunk>
+void split_weight_gradient(const Conv2dShape& s, int nr, float* dkernel, float* dbias,
+                           const Chunk& chunk) {
   const int64_t pixels = s.batch * s.out_h * s.out_w;
   const int64_t out_c = s.out_c;
   const int64_t kernel_size = s.kernel_h * s.kernel_w * s.in_c * out_c;
   const int threads = threads_for_work(2.0 * pixels * kernel_size);
-  const int nr = kt.rowgemm_nr;
   // Few pixels (small images): the private partials below would be large next to the work
   // (B.conv5: 256x256x9 partials for 784 pixels per thread), so threads split the filters and
   // each sums all pixels for its own columns of dkernel (python bench/report.py --only B.conv5).
@@ -102,7 +167,7 @@ void backward_weight_rowgemm(const KernelTable& kt, const Conv2dShape& s, const 
       for (int64_t row = 0; row < kernel_size / out_c; ++row)
         std::fill(dkernel + row * out_c + co0, dkernel + row * out_c + co1, 0.0f);
       if (dbias) std::fill(dbias + co0, dbias + co1, 0.0f);
-      weight_gradient_rows(kt, s, x, dy, 0, pixels, co0, co1, dkernel, dbias);
+      chunk(0, pixels, co0, co1, dkernel, dbias);
     });
     return;
   }
@@ -111,8 +176,30 @@ void backward_weight_rowgemm(const KernelTable& kt, const Conv2dShape& s, const 
                      int64_t begin, end;
                      static_share(pixels, tid, nt, begin, end);
                      if (db) std::fill(db, db + out_c, 0.0f);
-                     weight_gradient_rows(kt, s, x, dy, begin, end, 0, out_c, dk, db);
+                     chunk(begin, end, 0, out_c, dk, db);
                    });
+}
+
+}  // namespace
+
+// The row-pointer algorithm, any channel count.
+void backward_weight_rowgemm(const KernelTable& kt, const RowGemmTile& tile, const Conv2dShape& s,
+                             const float* x, const float* dy, float* dkernel, float* dbias) {
+  split_weight_gradient(
+      s, tile.nr, dkernel, dbias,
+      [&](int64_t begin, int64_t end, int64_t co0, int64_t co1, float* dk, float* db) {
+        weight_gradient_rows(kt, tile, s, x, dy, begin, end, co0, co1, dk, db);
+      });
+}
+
+// The packed algorithm, any channel count.
+void backward_weight_packed(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                            const float* dy, float* dkernel, float* dbias) {
+  split_weight_gradient(
+      s, kt.gemm_nr, dkernel, dbias,
+      [&](int64_t begin, int64_t end, int64_t co0, int64_t co1, float* dk, float* db) {
+        weight_gradient_packed(kt, s, x, dy, begin, end, co0, co1, dk, db);
+      });
 }
 
 // The patch algorithm: any channel count, patches read in place.

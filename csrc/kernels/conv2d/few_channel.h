@@ -82,7 +82,7 @@ class PatchGradient {
 
   // Adds the pixels [x0, x1) of grid row (n, y), whose output gradients are the rows of dy_row.
   void add_row(int64_t n, int64_t y, int64_t x0, int64_t x1, const float* dy_row) {
-    const int max_rows = kt_.patch_gradient_max_rows, nr = kt_.rowgemm_nr;
+    const int max_rows = kt_.patch_gradient_max_rows, nr = kt_.rowgemm[0].nr;
     const int64_t out_c = s_.out_c;
     patches_.for_runs(
         n, y, x0, x1, [&](int64_t count, const float* const* elems, int64_t step, int64_t first) {

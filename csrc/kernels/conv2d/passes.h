@@ -32,9 +32,11 @@ void backward_input_col2im(const KernelTable& kt, const Conv2dShape& s, const fl
 void backward_input_few_channel(const KernelTable& kt, const Conv2dShape& s, const float* dy,
                                 const float* kernel, float* dx);
 
-// Weight gradient (dkernel; dbias too when not null).
-void backward_weight_rowgemm(const KernelTable& kt, const Conv2dShape& s, const float* x,
-                             const float* dy, float* dkernel, float* dbias);
+// Weight gradient (dkernel; dbias too when not null); the row GEMM with one of the table's tiles.
+void backward_weight_rowgemm(const KernelTable& kt, const RowGemmTile& tile, const Conv2dShape& s,
+                             const float* x, const float* dy, float* dkernel, float* dbias);
+void backward_weight_packed(const KernelTable& kt, const Conv2dShape& s, const float* x,
+                            const float* dy, float* dkernel, float* dbias);
 void backward_weight_patches(const KernelTable& kt, const Conv2dShape& s, const float* x,
                              const float* dy, float* dkernel, float* dbias);
 // false when dkernel held a value that is not finite (see winograd.h).

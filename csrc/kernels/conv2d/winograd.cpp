@@ -177,7 +177,7 @@ bool winograd_conv3x3(const KernelTable& kt, int64_t batch, int64_t in_h, int64_
 // a value of dkernel is not finite.
 bool winograd_weight_gradient(const KernelTable& kt, const Conv2dShape& s, const float* x,
                               const float* dy, float* dkernel) {
-  const int mr = kt.rowgemm_mr, nr = kt.rowgemm_nr;
+  const int mr = kt.rowgemm[0].mr, nr = kt.rowgemm[0].nr;
   const int64_t C = s.in_c, K = s.out_c;
   const TileGrid in_grid(s.in_h, s.in_w, C, s.out_h, s.out_w, s.pad_top, s.pad_left);
   const int64_t tiles = in_grid.tiles(s.batch);
@@ -212,8 +212,9 @@ bool winograd_weight_gradient(const KernelTable& kt, const Conv2dShape& s, const
         }
         for (int64_t ci = 0; ci < C; ci += mr)
           for (int64_t co = 0; co < K; co += nr)
-            kt.rowgemm_microkernel(count, v_rows, ci, m_rows, co, du + (xi * C + ci) * K + co, K,
-                                   mr, static_cast<int>(std::min<int64_t>(nr, K - co)), true);
+            kt.rowgemm[0].run(count, v_rows, ci, m_rows, co, du + (xi * C + ci) * K + co, K,
+                              static_cast<int>(std::min<int64_t>(mr, C - ci)),
+                              static_cast<int>(std::min<int64_t>(nr, K - co)), true);
       }
     }
     partials[tid] = du;

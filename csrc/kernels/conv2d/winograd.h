@@ -12,11 +12,10 @@
 namespace fastconv {
 
 // The forward pass, input gradient and weight gradient (dkernel only; the caller sums the bias
-// gradient, and in_c must be a multiple of the table's rowgemm_mr) by Winograd, with the caller's
-// kernel table. Each returns false when a value of its result was not finite (before bias and
-// ReLU): an infinity or NaN in the inputs, or an overflow in the transforms. The transforms
-// subtract, so such a result may hold NaN where the direct sum holds an infinity, or the other
-// way after a ReLU: the caller redoes the call with a direct algorithm.
+// gradient) by Winograd, with the caller's kernel table. Each returns false when a value of its
+// result was not finite (before bias and ReLU): an infinity or NaN in the inputs, or an overflow in
+// the transforms. The transforms subtract, so such a result may hold NaN where the direct sum holds
+// an infinity, or the other way after a ReLU: the caller redoes the call with a direct algorithm.
 bool winograd_conv2d_forward(const KernelTable& kt, const Conv2dShape& s, const float* x,
                              const float* kernel, const float* bias, float* y, bool relu);
 // The forward pass and a 2x2, stride-2 'valid' max pooling in one (p: that pooling of s's

@@ -116,9 +116,30 @@ def test_reasons_say_why_not(isa):
     assert "stride" in why["winograd"] and "stride" in why["few_channel"]
     assert why["col2im"] == "" and why["igemm"] == ""
     why = _reasons("weight_gradient", x, kernel, y_shape, {})
-    # The row GEMM's tiles end on a tile of the remaining channels, the packed GEMM pads with
-    # zeros: every weight-gradient algorithm takes 3 channels.
+    # An image's few channels go to the patch sums; Winograd takes any channel count.
+    assert why["patches"] == "" and why["winograd"] == ""
+    for name in ("rowgemm", "rowgemm_tall", "packed"):
+        assert "channels" in why[name], why
+    x, kernel, _, kw = _data((1, 9, 9, 5, 16, 3, dict()))
+    why = _reasons("weight_gradient", x, kernel, ops.conv2d(x, kernel).shape, {})
     assert all(reason == "" for reason in why.values()), why
+
+
+@pytest.mark.parametrize("algorithm", ["rowgemm", "rowgemm_tall", "packed"])
+def test_weight_gradient_tiles_take_every_channel_count(isa, algorithm_setting, algorithm):
+    """The row GEMM ends on a tile of exactly the remaining channels (an instance per row
+    count up to 14 on AVX-512), the packed GEMM on a zero-padded panel: channel counts 5 to 33
+    reach every such tail, and 33 and 17 filters the column tails."""
+    fastconv.set_conv_algorithm(algorithm)
+    for in_c in range(5, 34):
+        for filters in (17, 33):
+            x, kernel, bias, kw = _data((2, 5, 6, in_c, filters, 3, dict(padding="same")))
+            dy = np.random.default_rng(in_c).standard_normal((2, 5, 6, filters)).astype(np.float32)
+            _core.last_conv_algorithms(clear=True)
+            got = _run("weight_gradient", x, kernel, bias, dy, kw)
+            assert _ran("weight_gradient")[-1][2:] == (algorithm, "forced")
+            err = ref.rel_err(got, _expected("weight_gradient", x, kernel, bias, dy, kw))
+            assert err <= TOL, f"{algorithm}, {in_c} channels, {filters} filters: error {err:.3g}"
 
 
 def test_auto_measures_once_and_keeps_the_choice(isa, algorithm_setting):

@@ -58,6 +58,15 @@ std::string few_channel_dx_cannot_take(const KernelTable& kt, const Conv2dShape&
   return few_channel_cannot_take(kt, s);
 }
 
+// The GEMM tiles of the weight gradient run a row per input channel: an image's 1 to 4 channels
+// would fill a few rows of each tile (the packed one pads them with zeros), and the patch sums
+// read them in place at 2-4x their speed (A.conv1, B.conv1: python bench/conv_algorithms.py).
+std::string gemm_weight_cannot_take(const KernelTable&, const Conv2dShape& s) {
+  if (s.in_c <= kSmallDepthChannels)
+    return "1 to 4 input channels (an image's) go to the patch sums";
+  return "";
+}
+
 // The weight gradient's row GEMM with the table's tile number Tile (see kRowGemmTiles).
 template <int Tile>
 bool run_rowgemm(const KernelTable& kt, const Conv2dShape& s, const ConvOperands& o) {
@@ -107,13 +116,13 @@ const Algorithm kInputGradient[] = {
 };
 
 const Algorithm kWeightGradient[] = {
-    {"packed", false, takes_any,
+    {"rowgemm", false, gemm_weight_cannot_take, run_rowgemm<0>},
+    {"rowgemm_tall", false, gemm_weight_cannot_take, run_rowgemm<1>},
+    {"packed", false, gemm_weight_cannot_take,
      [](const KernelTable& kt, const Conv2dShape& s, const ConvOperands& o) {
        backward_weight_packed(kt, s, o.x, o.dy, o.out, o.dbias);
        return true;
      }},
-    {"rowgemm", false, takes_any, run_rowgemm<0>},
-    {"rowgemm_tall", false, takes_any, run_rowgemm<1>},
     {"winograd", true, winograd_cannot_take,
      [](const KernelTable& kt, const Conv2dShape& s, const ConvOperands& o) {
        return backward_weight_winograd(kt, s, o.x, o.dy, o.out, o.dbias);

@@ -4,8 +4,8 @@
     python bench/experiments/dense_units.py [--threads 1,2] [--repeats 15]
 
 Medians of interleaved samples (fcbench.timing) of ``_core.dense_forward`` / ``dense_backward``
-on random data, for the MNIST head (64 x 1152 -> 10), the cats-vs-dogs head (32 x 12544 -> 1)
-and widths between.
+on random data, for the MNIST head (64 x 1152 -> 10), the cats-vs-dogs head (32 x 12544 -> 1),
+widths between, and wider layers on the packed GEMM.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ CASES = [
     (64, 1152, 128),
     (32, 12544, 1),
     (32, 12544, 16),
+    (32, 8192, 256),  # a head on VGG16's 4x4x512 features (fastconv.applications)
+    (256, 1024, 1024),
 ]
 
 

@@ -34,7 +34,7 @@ class AlignedBuffer {
 };
 
 // Slot names keep unrelated uses of scratch memory in one thread from overwriting each other.
-enum class Scratch { kPackA, kPackB, kPartial, kZeros, kColumns, kWindow, kCount };
+enum class Scratch { kPackA, kPackB, kPartial, kZeros, kColumns, kWindow, kPanels, kCount };
 
 inline float* thread_scratch(Scratch slot, std::size_t floats) {
   thread_local AlignedBuffer buffers[static_cast<int>(Scratch::kCount)];

@@ -56,18 +56,19 @@ def _data(shape, seed=3):
 
 
 def _run(pass_, x, kernel, bias, dy, kw):
-    """The pass's output through the ops (forward with bias and ReLU)."""
+    """The pass's output through the ops (forward with bias and ReLU; the weight gradient's
+    kernel and bias gradients flattened into one array)."""
     if pass_ == "forward":
         return ops.conv2d(x, kernel, bias, activation="relu", **kw)
-    dx, dk, _ = ops.conv2d_grad(x, kernel, dy, **kw)
-    return dx if pass_ == "input_gradient" else dk
+    dx, dk, db = ops.conv2d_grad(x, kernel, dy, **kw)
+    return dx if pass_ == "input_gradient" else np.concatenate([dk.ravel(), db])
 
 
 def _expected(pass_, x, kernel, bias, dy, kw):
     if pass_ == "forward":
         return np.maximum(ref.conv2d(x, kernel, bias, **_ref_kw(kw)), 0.0)
-    rdx, rdk, _ = ref.conv2d_grad(x, kernel, dy, **_ref_kw(kw))
-    return rdx if pass_ == "input_gradient" else rdk
+    rdx, rdk, rdb = ref.conv2d_grad(x, kernel, dy, **_ref_kw(kw))
+    return rdx if pass_ == "input_gradient" else np.concatenate([rdk.ravel(), rdb])
 
 
 def _ref_kw(kw):
@@ -129,17 +130,19 @@ def test_reasons_say_why_not(isa):
 def test_weight_gradient_tiles_take_every_channel_count(isa, algorithm_setting, algorithm):
     """The row GEMM ends on a tile of exactly the remaining channels (an instance per row
     count up to 14 on AVX-512), the packed GEMM on a zero-padded panel: channel counts 5 to 33
-    reach every such tail, and 33 and 17 filters the column tails."""
+    reach every such tail, and 33 and 17 filters the column tails. The last case has full chunks
+    of pixels before a short one (the packed GEMM's 128 or 256) and 70 filters: on two threads
+    they split the filters, ending on a tail of 6 columns."""
     fastconv.set_conv_algorithm(algorithm)
-    for in_c in range(5, 34):
-        for filters in (17, 33):
-            x, kernel, bias, kw = _data((2, 5, 6, in_c, filters, 3, dict(padding="same")))
-            dy = np.random.default_rng(in_c).standard_normal((2, 5, 6, filters)).astype(np.float32)
-            _core.last_conv_algorithms(clear=True)
-            got = _run("weight_gradient", x, kernel, bias, dy, kw)
-            assert _ran("weight_gradient")[-1][2:] == (algorithm, "forced")
-            err = ref.rel_err(got, _expected("weight_gradient", x, kernel, bias, dy, kw))
-            assert err <= TOL, f"{algorithm}, {in_c} channels, {filters} filters: error {err:.3g}"
+    cases = [(2, 5, 6, c, f) for c in range(5, 34) for f in (17, 33)] + [(2, 12, 12, 27, 70)]
+    for n, h, w, in_c, filters in cases:
+        x, kernel, bias, kw = _data((n, h, w, in_c, filters, 3, dict(padding="same")))
+        dy = np.random.default_rng(in_c).standard_normal((n, h, w, filters)).astype(np.float32)
+        _core.last_conv_algorithms(clear=True)
+        got = _run("weight_gradient", x, kernel, bias, dy, kw)
+        assert _ran("weight_gradient")[-1][2:] == (algorithm, "forced")
+        err = ref.rel_err(got, _expected("weight_gradient", x, kernel, bias, dy, kw))
+        assert err <= TOL, f"{algorithm}, {in_c} channels, {filters} filters: error {err:.3g}"
 
 
 def test_auto_measures_once_and_keeps_the_choice(isa, algorithm_setting):

@@ -8,6 +8,7 @@
 #include "kernels/conv2d.h"
 #include "kernels/conv2d/algorithms.h"
 #include "kernels/conv2d/few_channel.h"
+#include "kernels/conv2d/gather.h"
 #include "kernels/conv2d/passes.h"
 #include "kernels/conv2d/weight_sums.h"
 #include "kernels/conv2d/winograd.h"
@@ -73,59 +74,32 @@ void weight_gradient_packed(const KernelTable& kt, const Conv2dShape& s, const f
                             const float* dy, int64_t begin, int64_t end, int64_t co_begin,
                             int64_t co_end, float* dkernel, float* dbias) {
   const int mr = kt.gemm_mr, nr = kt.gemm_nr;
-  // A strip of dy (chunk x nr floats, 16 KB) stays in L1 while the x panels stream past it.
+  // A panel of dy (chunk x nr floats, 16 KB) stays in L1 while the x panels stream past it.
   const int64_t chunk = std::max(64, 4096 / nr);
   const int64_t taps = s.kernel_h * s.kernel_w, in_c = s.in_c, out_c = s.out_c;
-  const int64_t panels = (in_c + mr - 1) / mr, strips = (co_end - co_begin + nr - 1) / nr;
-  float* a_pack = thread_scratch(Scratch::kPackA, static_cast<size_t>(chunk * panels * mr));
-  float* b_pack = thread_scratch(Scratch::kPackB, static_cast<size_t>(chunk * strips * nr));
+  const int64_t cols = co_end - co_begin;
+  float* a_pack = thread_scratch(Scratch::kPanels, static_cast<size_t>(chunk * (in_c + mr)));
+  float* b_pack = thread_scratch(Scratch::kPackB, static_cast<size_t>(chunk * (cols + nr)));
   const TapGather g = forward_gather(s, x);
-  thread_local std::vector<const float*> sources_storage;
-  sources_storage.resize(static_cast<size_t>(taps * chunk));
-  const float** sources = sources_storage.data();  // [tap][k]; null in the padding
+  thread_local std::vector<const float*> rows_storage;
+  rows_storage.resize(static_cast<size_t>((taps + 1) * chunk));
+  const float** sources = rows_storage.data();  // [tap][k]; null in the padding
+  const float** dy_rows = sources + taps * chunk;
   for (int64_t c0 = begin; c0 < end; c0 += chunk) {
     const int64_t kc = std::min(chunk, end - c0);
     TapGather::Cursor c = g.cursor(c0);
-    for (int64_t k = 0; k < kc; ++k, g.advance(c))
+    for (int64_t k = 0; k < kc; ++k, g.advance(c)) {
+      dy_rows[k] = dy + (c0 + k) * out_c + co_begin;
       for (int64_t t = 0; t < taps; ++t)
         sources[t * chunk + k] = g.source(c.n, c.y, c.x, t / s.kernel_w, t % s.kernel_w);
-    for (int64_t strip = 0; strip < strips; ++strip) {
-      const int64_t co = co_begin + strip * nr;
-      const int64_t cols = std::min<int64_t>(nr, co_end - co);
-      float* dst = b_pack + strip * chunk * nr;
-      for (int64_t k = 0; k < kc; ++k, dst += nr) {
-        const float* src = dy + (c0 + k) * out_c + co;
-        int64_t j = 0;
-        for (; j < cols; ++j) dst[j] = src[j];
-        for (; j < nr; ++j) dst[j] = 0.0f;
-      }
     }
+    pack_panels(dy_rows, kc, cols, nr, b_pack);
     for (int64_t t = 0; t < taps; ++t) {
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* src = sources[t * chunk + k];
-        float* dst = a_pack + k * mr;
-        // Copies of mr (4 to 12) floats: loops, not memcpy calls, which cost more than the copy.
-        for (int64_t ci = 0; ci < in_c; ci += mr, dst += chunk * mr) {
-          const int64_t rows = std::min<int64_t>(mr, in_c - ci);
-          int64_t i = 0;
-          if (src)
-            for (; i < rows; ++i) dst[i] = src[ci + i];
-          for (; i < mr; ++i) dst[i] = 0.0f;
-        }
-      }
-      for (int64_t strip = 0; strip < strips; ++strip) {
-        const int64_t co = co_begin + strip * nr;
-        const int cols = static_cast<int>(std::min<int64_t>(nr, co_end - co));
-        for (int64_t panel = 0; panel < panels; ++panel) {
-          const int64_t ci = panel * mr;
-          kt.gemm_microkernel(kc, a_pack + panel * chunk * mr, b_pack + strip * chunk * nr,
-                              dkernel + (t * in_c + ci) * out_c + co, out_c,
-                              static_cast<int>(std::min<int64_t>(mr, in_c - ci)), cols, true);
-        }
-      }
+      pack_panels(sources + t * chunk, kc, in_c, mr, a_pack);
+      gemm_on_panels(kt, kc, a_pack, in_c, b_pack, cols, dkernel + t * in_c * out_c + co_begin,
+                     out_c);
     }
-    if (dbias)
-      kt.add_rows(kc, co_end - co_begin, dy + c0 * out_c + co_begin, out_c, dbias + co_begin, 0);
+    if (dbias) kt.add_rows(kc, cols, dy + c0 * out_c + co_begin, out_c, dbias + co_begin, 0);
   }
 }
 

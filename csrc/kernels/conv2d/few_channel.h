@@ -1,7 +1,7 @@
 #pragma once
 // The pass-level pieces of the few-channel algorithms (layers with an image's 1 to 4 input
-// channels, or any count the row-pointer weight gradient cannot tile): the forward pass a grid row
-// at a time and the weight gradient's patch sums, both over patches read in place (PatchRows).
+// channels; the patch sums take any count): the forward pass a grid row at a time and the weight
+// gradient's patch sums, both over patches read in place (PatchRows).
 // Shared by the plain passes and the fused first-layer passes.
 #include <algorithm>
 #include <cstdint>
@@ -65,8 +65,8 @@ class SmallDepthConv {
   float* packed_;
 };
 
-// The same sum for channel counts the row-pointer kernel cannot tile (not a multiple of its MR;
-// an image's 1 to 4), read in place (see PatchRows). With the bias, one more element reads a buffer
+// The same sum for any channel count (the weight gradient's GEMM tiles leave an image's 1 to 4
+// to it), read in place (see PatchRows). With the bias, one more element reads a buffer
 // of ones, so that the same pass sums dy over the pixels: the bias gradient, without another read
 // of dy. One thread's sums; rows are added in any order.
 class PatchGradient {

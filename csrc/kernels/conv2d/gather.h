@@ -9,6 +9,7 @@
 
 #include "core/workspace.h"
 #include "kernels/conv2d.h"
+#include "kernels/kernel_table.h"
 
 namespace fastconv {
 namespace conv2d_detail {
@@ -133,7 +134,7 @@ inline TapGather transposed_gather(const Conv2dShape& s, const float* dy) {
 }
 
 // The patches of a grid row's pixels read in place, for layers with few input channels (an
-// image's 1 to 4, or any count the row-pointer weight gradient cannot tile): along a grid row,
+// image's 1 to 4) and the patch sums of any layer: along a grid row,
 // patch element (a, b, ch) of successive pixels lies at a fixed step in the image, so a kernel can
 // take one pointer per element and copy nothing. Pixels whose patch crosses the left or right
 // padding are gathered one by one; kernel rows in the top or bottom padding read a zero buffer. Per
@@ -216,6 +217,40 @@ inline bool streams_output(const float* out, int64_t pixels, int64_t N) {
   constexpr int64_t kStreamBytes = int64_t{48} << 20;
   return pixels * N * 4 >= kStreamBytes && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
          N % 16 == 0;
+}
+
+// Packs count rows of `width` floats (rows[k]; zeros where it is null) into panels of `tile`
+// values, the layout of the GEMM microkernel's operands (A panels of MR rows, B panels of NR
+// columns): out[(p * count + k) * tile + r] = rows[k][p * tile + r], zero past width.
+inline void pack_panels(const float* const* rows, int64_t count, int64_t width, int tile,
+                        float* out) {
+  const int64_t panels = (width + tile - 1) / tile;
+  for (int64_t k = 0; k < count; ++k) {
+    const float* src = rows[k];
+    float* dst = out + k * tile;
+    // Copies of 4 to 32 floats: loops, not memcpy calls, which cost more than the copy.
+    for (int64_t p = 0; p < panels; ++p, dst += count * tile) {
+      const int64_t n = std::min<int64_t>(tile, width - p * tile);
+      int64_t r = 0;
+      if (src)
+        for (; r < n; ++r) dst[r] = src[p * tile + r];
+      for (; r < tile; ++r) dst[r] = 0.0f;
+    }
+  }
+}
+
+// c[i * ldc + j] += sum over k < count of a[k][i] * b[k][j] for i < rows, j < cols, from panels
+// that pack_panels made (A with the table's gemm_mr, B with its gemm_nr): each B panel (count x
+// NR floats, in L1) meets every A panel.
+inline void gemm_on_panels(const KernelTable& kt, int64_t count, const float* a_panels,
+                           int64_t rows, const float* b_panels, int64_t cols, float* c,
+                           int64_t ldc) {
+  const int mr = kt.gemm_mr, nr = kt.gemm_nr;
+  for (int64_t j = 0; j < cols; j += nr)
+    for (int64_t i = 0; i < rows; i += mr)
+      kt.gemm_microkernel(count, a_panels + i * count, b_panels + j * count, c + i * ldc + j, ldc,
+                          static_cast<int>(std::min<int64_t>(mr, rows - i)),
+                          static_cast<int>(std::min<int64_t>(nr, cols - j)), true);
 }
 
 // Packs all of a K x N matrix into NR-column panels once, for every thread to read.

@@ -1,13 +1,15 @@
 """Does "auto" pick a fast convolution algorithm on each lecture layer? And how accurate is each?
 
-    python bench/conv_algorithms.py [--reps 5] [--layers A.conv2,B.conv3] [--errors]
+    python bench/conv_algorithms.py [--reps 5] [--layers A.conv2,B.conv3] [--errors] [--rates]
 
 For every lecture layer (fcbench.shapes) and pass, each algorithm that can take it is forced and
 timed (medians of interleaved repeats, after one warm-up call each); then "auto" is run afresh
 (its cache cleared) and the script reports what it picked and how its pick's median compares with
-the fastest (the issue asks for within 10%). --errors prints each algorithm's max |error| /
-max(1, max |reference|) against the float64 reference on the A layers (the B layers' reference
-takes minutes).
+the fastest (the issue asks for within 10%). --rates prints, per algorithm, the fastest call's
+GFLOP/s (a direct convolution's multiply-adds, so Winograd's is an effective rate) and its share
+of the FP32 peak fastconv measures (the best of three 0.2 s FMA loops). --errors prints each
+algorithm's max |error| / max(1, max |reference|) against the float64 reference on the A layers
+(the B layers' reference takes minutes).
 """
 
 from __future__ import annotations
@@ -51,10 +53,15 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--layers", default="")
     parser.add_argument("--errors", action="store_true")
+    parser.add_argument("--rates", action="store_true")
     args = parser.parse_args()
     layers = [s for s in CONV if not args.layers or f"{s.model}.{s.name}" in args.layers]
     info = fastconv.info()
     print(f"isa {info['isa']}, {info['num_threads']} threads, medians of {args.reps} interleaved")
+    peak = 0.0
+    if args.rates:
+        peak = max(_core.fma_peak_gflops(info["isa"], info["num_threads"], 0.2) for _ in range(3))
+        print(f"measured FP32 peak {peak:.0f} GFLOP/s")
     worst = 0.0
     for s in layers:
         for pass_, (call, x, k, y) in _calls(s).items():
@@ -84,6 +91,14 @@ def main() -> None:
                 f"{ratio:5.3f}x the fastest",
                 flush=True,
             )
+            if args.rates:
+                flops = 2.0 * np.prod(y.shape) * np.prod(k.shape[:3])
+                rates = {n: flops / min(t) / 1e9 for n, t in times.items()}
+                print(
+                    " " * 24
+                    + "  ".join(f"{n} {r:.0f} GFLOP/s ({r / peak:.0%})" for n, r in rates.items()),
+                    flush=True,
+                )
     print(f"worst auto pick: {worst:.3f}x the fastest median")
     if args.errors:
         _errors([s for s in layers if s.model == "A"])

@@ -18,22 +18,43 @@ namespace conv2d_detail {
 
 namespace {
 
+// Walks pixels [begin, end) a chunk at a time: sources[p * chunk + k] gets the x row that tap
+// p * tap_step of pixel c0 + k reads (null in the padding), body(c0, kc) runs on the chunk, then
+// dbias[co] (when not null) gets the chunk's dy summed for co in [co_begin, co_end) while its dy
+// rows are in cache (a pass of its own would read all of dy from memory again: 62 MB for B.conv2).
+template <class Body>
+void for_pixel_chunks(const KernelTable& kt, const Conv2dShape& s, const float* x, const float* dy,
+                      int64_t begin, int64_t end, int64_t chunk, int64_t pointer_taps,
+                      int64_t tap_step, const float** sources, int64_t co_begin, int64_t co_end,
+                      float* dbias, const Body& body) {
+  const TapGather g = forward_gather(s, x);
+  for (int64_t c0 = begin; c0 < end; c0 += chunk) {
+    const int64_t kc = std::min(chunk, end - c0);
+    TapGather::Cursor c = g.cursor(c0);
+    for (int64_t k = 0; k < kc; ++k, g.advance(c))
+      for (int64_t p = 0; p < pointer_taps; ++p) {
+        const int64_t t = p * tap_step;
+        sources[p * chunk + k] = g.source(c.n, c.y, c.x, t / s.kernel_w, t % s.kernel_w);
+      }
+    body(c0, kc);
+    if (dbias)
+      kt.add_rows(kc, co_end - co_begin, dy + c0 * s.out_c + co_begin, s.out_c, dbias + co_begin,
+                  0);
+  }
+}
+
 // dkernel[(tap, ci), co] += sum over pixels [begin, end) of x[source(p, tap), ci] * dy[p, co],
-// one tap at a time with row pointers: padding taps are skipped, nothing is packed. With dbias,
-// also dbias[co] += the sum of dy[p, co], a chunk of pixels at a time while its dy rows are in
-// cache (a pass of its own would read all of dy from memory again: 62 MB for B.conv2).
+// one tap at a time with row pointers: padding taps are skipped, nothing is packed.
 void weight_gradient_rows(const KernelTable& kt, const RowGemmTile& tile, const Conv2dShape& s,
                           const float* x, const float* dy, int64_t begin, int64_t end,
                           int64_t co_begin, int64_t co_end, float* dkernel, float* dbias) {
   constexpr int64_t kChunk = 256;
   const int mr = tile.mr, nr = tile.nr;
   const int64_t taps = s.kernel_h * s.kernel_w, in_c = s.in_c, out_c = s.out_c;
-  const TapGather g = forward_gather(s, x);
-  thread_local std::vector<const float*> a_rows_storage, b_rows_storage;
-  a_rows_storage.resize(static_cast<size_t>(taps * kChunk));
-  b_rows_storage.resize(static_cast<size_t>(kChunk));
-  const float** a_rows = a_rows_storage.data();  // plain pointers: see igemm_convolution
-  const float** b_rows = b_rows_storage.data();
+  thread_local std::vector<const float*> rows_storage;
+  rows_storage.resize(static_cast<size_t>((taps + 1) * kChunk));
+  const float** a_rows = rows_storage.data();  // plain pointers: see igemm_convolution
+  const float** b_rows = a_rows + taps * kChunk;
   // When every kernel row lies inside the image horizontally (no left/right padding, no
   // horizontal dilation), tap (a, b) of a pixel reads b * in_c floats past tap (a, 0): one row
   // pointer per kernel row serves its kernel_w taps through the microkernel's offset.
@@ -41,28 +62,19 @@ void weight_gradient_rows(const KernelTable& kt, const RowGemmTile& tile, const 
       s.dilation_w == 1 && s.pad_left == 0 && (s.out_w - 1) * s.stride_w + s.kernel_w - 1 < s.in_w;
   const int64_t pointer_taps = rows_shared ? s.kernel_h : taps;
   const int64_t tap_step = rows_shared ? s.kernel_w : 1;
-  for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
-    const int64_t kc = std::min(kChunk, end - c0);
-    TapGather::Cursor c = g.cursor(c0);
-    for (int64_t k = 0; k < kc; ++k, g.advance(c)) {
-      b_rows[k] = dy + (c0 + k) * out_c;
-      for (int64_t p = 0; p < pointer_taps; ++p) {
-        const int64_t t = p * tap_step;
-        a_rows[p * kChunk + k] = g.source(c.n, c.y, c.x, t / s.kernel_w, t % s.kernel_w);
-      }
-    }
-    for (int64_t t = 0; t < taps; ++t) {
-      const int64_t p = t / tap_step, shift = (t % tap_step) * in_c;
-      for (int64_t ci = 0; ci < in_c; ci += mr)
-        for (int64_t co = co_begin; co < co_end; co += nr)
-          tile.run(kc, a_rows + p * kChunk, ci + shift, b_rows, co,
-                   dkernel + (t * in_c + ci) * out_c + co, out_c,
-                   static_cast<int>(std::min<int64_t>(mr, in_c - ci)),
-                   static_cast<int>(std::min<int64_t>(nr, co_end - co)), true);
-    }
-    if (dbias)
-      kt.add_rows(kc, co_end - co_begin, dy + c0 * out_c + co_begin, out_c, dbias + co_begin, 0);
-  }
+  for_pixel_chunks(kt, s, x, dy, begin, end, kChunk, pointer_taps, tap_step, a_rows, co_begin,
+                   co_end, dbias, [&](int64_t c0, int64_t kc) {
+                     for (int64_t k = 0; k < kc; ++k) b_rows[k] = dy + (c0 + k) * out_c;
+                     for (int64_t t = 0; t < taps; ++t) {
+                       const int64_t p = t / tap_step, shift = (t % tap_step) * in_c;
+                       for (int64_t ci = 0; ci < in_c; ci += mr)
+                         for (int64_t co = co_begin; co < co_end; co += nr)
+                           tile.run(kc, a_rows + p * kChunk, ci + shift, b_rows, co,
+                                    dkernel + (t * in_c + ci) * out_c + co, out_c,
+                                    static_cast<int>(std::min<int64_t>(mr, in_c - ci)),
+                                    static_cast<int>(std::min<int64_t>(nr, co_end - co)), true);
+                     }
+                   });
 }
 
 // The same sums as a packed GEMM per tap: a chunk of pixels' dy is packed once into NR-column
@@ -80,27 +92,20 @@ void weight_gradient_packed(const KernelTable& kt, const Conv2dShape& s, const f
   const int64_t cols = co_end - co_begin;
   float* a_pack = thread_scratch(Scratch::kPanels, static_cast<size_t>(chunk * (in_c + mr)));
   float* b_pack = thread_scratch(Scratch::kPackB, static_cast<size_t>(chunk * (cols + nr)));
-  const TapGather g = forward_gather(s, x);
   thread_local std::vector<const float*> rows_storage;
   rows_storage.resize(static_cast<size_t>((taps + 1) * chunk));
   const float** sources = rows_storage.data();  // [tap][k]; null in the padding
   const float** dy_rows = sources + taps * chunk;
-  for (int64_t c0 = begin; c0 < end; c0 += chunk) {
-    const int64_t kc = std::min(chunk, end - c0);
-    TapGather::Cursor c = g.cursor(c0);
-    for (int64_t k = 0; k < kc; ++k, g.advance(c)) {
-      dy_rows[k] = dy + (c0 + k) * out_c + co_begin;
-      for (int64_t t = 0; t < taps; ++t)
-        sources[t * chunk + k] = g.source(c.n, c.y, c.x, t / s.kernel_w, t % s.kernel_w);
-    }
-    pack_panels(dy_rows, kc, cols, nr, b_pack);
-    for (int64_t t = 0; t < taps; ++t) {
-      pack_panels(sources + t * chunk, kc, in_c, mr, a_pack);
-      gemm_on_panels(kt, kc, a_pack, in_c, b_pack, cols, dkernel + t * in_c * out_c + co_begin,
-                     out_c);
-    }
-    if (dbias) kt.add_rows(kc, cols, dy + c0 * out_c + co_begin, out_c, dbias + co_begin, 0);
-  }
+  for_pixel_chunks(kt, s, x, dy, begin, end, chunk, taps, 1, sources, co_begin, co_end, dbias,
+                   [&](int64_t c0, int64_t kc) {
+                     for (int64_t k = 0; k < kc; ++k) dy_rows[k] = dy + (c0 + k) * out_c + co_begin;
+                     pack_panels(dy_rows, kc, cols, nr, b_pack);
+                     for (int64_t t = 0; t < taps; ++t) {
+                       pack_panels(sources + t * chunk, kc, in_c, mr, a_pack);
+                       gemm_on_panels(kt, kc, a_pack, in_c, b_pack, cols,
+                                      dkernel + t * in_c * out_c + co_begin, out_c);
+                     }
+                   });
 }
 
 // Pixels [begin, end) of the patch sums, a grid row segment at a time; dbias (when given) is set.
